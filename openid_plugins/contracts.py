@@ -1,0 +1,231 @@
+"""What a backend implements: the ``Store``, ``Queue`` and ``Clock`` interfaces and the records
+they keep. ``openid_plugins.testing.contract`` is the executable definition of these contracts:
+a backend that passes it is correct.
+
+Times are POSIX seconds (floats are fine) read from the configured clock, never from ``time``
+directly, so tests and the development OP can move time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+#: Maximum length of an OP endpoint URL we accept anywhere (OpenID 2.0 section 5.2.1 bounds
+#: indirect messages to 2047 bytes; no usable endpoint is longer).
+MAX_SERVER_URL_BYTES = 2047
+#: Association handles are 1..255 printable ASCII characters (section 8.2.1).
+MAX_HANDLE_LENGTH = 255
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The time source every expiry, nonce and skew check reads."""
+
+    def now(self) -> float:
+        """Current POSIX time in seconds."""
+        ...
+
+
+class SystemClock:
+    """The wall clock."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+@dataclass(frozen=True)
+class Association:
+    """A shared secret with one OP endpoint (OpenID 2.0 section 8)."""
+
+    handle: str
+    secret: bytes = field(repr=False)
+    issued: float
+    lifetime: float
+    assoc_type: str
+
+    @property
+    def expires(self) -> float:
+        return self.issued + self.lifetime
+
+    def remaining(self, now: float) -> float:
+        """Seconds of validity left at ``now`` (negative once expired)."""
+        return self.expires - now
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "handle": self.handle,
+                "secret": base64.b64encode(self.secret).decode("ascii"),
+                "issued": self.issued,
+                "lifetime": self.lifetime,
+                "assoc_type": self.assoc_type,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Association:
+        data = json.loads(text)
+        return cls(
+            handle=str(data["handle"]),
+            secret=base64.b64decode(data["secret"]),
+            issued=float(data["issued"]),
+            lifetime=float(data["lifetime"]),
+            assoc_type=str(data["assoc_type"]),
+        )
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """What every store is built with, besides its URL."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    #: Nonces whose timestamp is further than this from ``clock.now()`` are refused, and
+    #: used nonces are remembered this long (OpenID 2.0 section 11.3).
+    nonce_skew: float = 300.0
+    #: Backend-specific settings (e.g. a table prefix), from configuration.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Store(ABC):
+    """Associations, used nonces and a small TTL cache, shared by every process of a site.
+
+    Every method is safe to call from several threads and processes at once. Failures of the
+    backend raise ``StoreError``; nothing is ever half-written.
+    """
+
+    def __init__(self, options: StoreOptions) -> None:
+        self.options = options
+        self.clock = options.clock
+
+    # -- associations ---------------------------------------------------------------------
+
+    @abstractmethod
+    def store_association(self, server_url: str, association: Association) -> None:
+        """Keep ``association`` for ``server_url``, replacing one with the same handle."""
+
+    @abstractmethod
+    def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
+        """The association with ``handle`` or, without one, the newest-issued of those
+        still valid; never an expired one."""
+
+    @abstractmethod
+    def remove_association(self, server_url: str, handle: str) -> bool:
+        """Forget one association; True if it existed."""
+
+    # -- nonces ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
+        """Record a response nonce; True exactly once per (server_url, timestamp, salt), and
+        False for a timestamp outside ``nonce_skew`` of now. Atomic across processes."""
+
+    # -- cache (discovery results, OP capabilities, back-off state) -----------------------
+
+    @abstractmethod
+    def cache_get(self, namespace: str, key: str) -> Any | None:
+        """A JSON value stored by ``cache_set`` and not yet expired, else None."""
+
+    @abstractmethod
+    def cache_set(self, namespace: str, key: str, value: Any, ttl: float) -> None:
+        """Keep a JSON-serializable value for ``ttl`` seconds."""
+
+    @abstractmethod
+    def cache_delete(self, namespace: str, key: str) -> None:
+        """Forget a cached value (no error if absent)."""
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    @abstractmethod
+    def cleanup(self) -> int:
+        """Remove expired associations, nonces and cache entries; return how many."""
+
+    def close(self) -> None:
+        """Release connections and files; the store is not used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One claimed entry: an OP endpoint URL that needs an association."""
+
+    server_url: str
+    #: Backend-specific identity of the claim, used by ``ack``/``release``.
+    token: str
+
+
+class Queue(ABC):
+    """The conduit of OP endpoint URLs that need an association (seed 000).
+
+    ``put`` may drop a URL that is already waiting. A claimed item belongs to one claimer
+    until it is acknowledged, released, or its lease runs out (a crashed fetcher loses
+    nothing: its items come back).
+    """
+
+    def __init__(self, options: StoreOptions) -> None:
+        self.options = options
+        self.clock = options.clock
+
+    @abstractmethod
+    def put(self, server_url: str) -> None:
+        """Ask for an association with ``server_url``."""
+
+    @abstractmethod
+    def claim(self, limit: int = 100, lease: float = 60.0) -> list[QueueItem]:
+        """Take up to ``limit`` items that nobody else holds, for ``lease`` seconds."""
+
+    @abstractmethod
+    def ack(self, items: Iterable[QueueItem]) -> None:
+        """Remove items that were dealt with."""
+
+    @abstractmethod
+    def release(self, items: Iterable[QueueItem]) -> None:
+        """Give items back unprocessed, for another claim."""
+
+    @abstractmethod
+    def pending(self) -> int:
+        """How many items wait (claimed ones included)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until items may be available; True if they may.
+
+        The default polls; backends with a notification channel (LISTEN/NOTIFY, inotify, a
+        condition variable) override it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.pending():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.5, left))
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_server_url(server_url: str) -> str:
+    """Reject keys no backend should ever be asked to keep."""
+    if not isinstance(server_url, str) or not server_url:
+        raise ValueError("server_url must be a non-empty string")
+    if len(server_url.encode("utf-8", "surrogatepass")) > MAX_SERVER_URL_BYTES:
+        raise ValueError(f"server_url is longer than {MAX_SERVER_URL_BYTES} bytes")
+    return server_url

@@ -1,0 +1,154 @@
+"""The exception hierarchy: every failure the library reports is an ``OpenIDError``.
+
+Names from seed 004 (openid2rp's Django backend) are kept where it names them, so a site can
+render each case in its own way without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class OpenIDError(Exception):
+    """Root of every error this library raises on purpose."""
+
+
+# -- configuration and plugins ------------------------------------------------------------
+
+
+class ConfigurationError(OpenIDError):
+    """A setting is missing or invalid; fix the configuration and restart."""
+
+
+class UnknownSchemeError(ConfigurationError):
+    """No installed plugin handles a store or queue URL's scheme."""
+
+
+class PluginError(OpenIDError):
+    """A plugin failed to load or broke its hook contract."""
+
+
+# -- backends -------------------------------------------------------------------------------
+
+
+class StoreError(OpenIDError):
+    """A store backend failed (server down, disk full, ...); the operation did not happen."""
+
+
+class QueueError(OpenIDError):
+    """A queue backend failed; the item was neither lost nor half-written."""
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+class FetchError(OpenIDError):
+    """An HTTP fetch failed: connection, timeout, status, size or redirect limits."""
+
+
+class FetchRefusedError(FetchError):
+    """The fetch policy refused a URL before any connection was made (e.g. SSRF guard)."""
+
+
+class ResponseTooLargeError(FetchError):
+    """A response exceeded the configured maximum size and was cut off."""
+
+
+# -- begin(): identifiers and discovery ---------------------------------------------------
+
+
+class IncorrectURIError(OpenIDError):
+    """The user-supplied identifier cannot be normalized (OpenID 2.0 section 7.2)."""
+
+
+class XRIError(IncorrectURIError):
+    """An XRI was given and no installed plugin resolves XRIs."""
+
+
+class DiscoveryError(OpenIDError):
+    """Discovery (OpenID 2.0 section 7.3) found no usable OpenID service."""
+
+
+class IncorrectClaimError(DiscoveryError):
+    """Discovery for the user's claim failed: a typo, or the provider is unavailable."""
+
+
+class XRDSError(DiscoveryError):
+    """An XRDS document was malformed or hostile (entity expansion, external entities)."""
+
+
+# -- associations ---------------------------------------------------------------------------
+
+
+class AssociationError(OpenIDError):
+    """An association could not be made; logins can still complete statelessly."""
+
+
+class AssociationRefusedError(AssociationError):
+    """The OP refused every association type we are willing to use."""
+
+
+# -- complete(): the response -------------------------------------------------------------
+
+
+class ProtocolError(OpenIDError):
+    """A message does not follow the OpenID wire format (KV form, namespaces, encoding)."""
+
+
+class CancelledError(OpenIDError):
+    """The user cancelled at the OP (openid.mode=cancel)."""
+
+
+class SetupNeededError(OpenIDError):
+    """An immediate request needs user interaction; send the user to ``setup_url``."""
+
+    def __init__(self, message: str, setup_url: str | None = None) -> None:
+        super().__init__(message)
+        self.setup_url = setup_url
+
+
+class ProviderError(OpenIDError):
+    """The OP answered with an error response (openid.mode=error)."""
+
+    def __init__(self, message: str, contact: str | None = None, reference: str | None = None):
+        super().__init__(message)
+        self.contact = contact
+        self.reference = reference
+
+
+class AuthenticationError(OpenIDError):
+    """The positive assertion could not be verified; the user is not signed in."""
+
+
+class MissingSessionError(AuthenticationError):
+    """No begin() state is in the session for this response: start with begin()."""
+
+
+class IncompleteAnswerError(AuthenticationError):
+    """The response is malformed or lacks required (or required-signed) fields."""
+
+
+class SignatureError(AuthenticationError):
+    """The signature does not verify, or the OP did not confirm it (check_authentication)."""
+
+
+class ReturnToMismatchError(AuthenticationError):
+    """openid.return_to does not match the URL the response arrived at (section 11.1)."""
+
+
+class DiscoveryMismatchError(AuthenticationError):
+    """The asserted identifier's discovered information does not match (section 11.2)."""
+
+
+class ReplayAttackError(AuthenticationError):
+    """The response nonce was already used: this assertion is being replayed (section 11.3)."""
+
+
+class TookTooLongError(AuthenticationError):
+    """The response nonce is outside the allowed clock skew, or the login took too long."""
+
+
+class PolicyError(AuthenticationError):
+    """An extension policy was violated (e.g. PAPE max_auth_age)."""
+
+
+class MultipleClaimUsageError(AuthenticationError):
+    """The authenticated claim is linked to several users; correct the user database."""

@@ -1,0 +1,1 @@
+"""Attribute extensions (SREG, AX, PAPE): ordinary plugins on the extension hooks."""

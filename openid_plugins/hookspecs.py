@@ -1,0 +1,122 @@
+"""Every hook of the plugin engine, one documented function each.
+
+A plugin is any module or object with functions marked ``@hookimpl`` whose names match
+these. Built-in plugins (the memory and file backends, the system clock, SREG/AX/PAPE, the
+fetch policy) are registered through the same ``openid_plugins`` entry-point group as
+third-party ones; read them as examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .contracts import Clock, Queue, Store, StoreOptions
+    from .extensions.base import ExtensionArgs, ExtensionRequest, ExtensionResponse
+    from .protocol.discovery import Endpoint
+    from .config import FetchSettings
+
+PROJECT = "openid_plugins"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- stores --------------------------------------------------------------------------------
+
+
+@hookspec
+def openid_store_schemes() -> Iterable[str]:
+    """URL schemes (``"file"``, ``"postgresql"`` ...) whose stores this plugin makes.
+
+    Used to list what is installed and to word the error for an unknown scheme.
+    """
+
+
+@hookspec(firstresult=True)
+def openid_make_store(url: str, options: StoreOptions) -> Store | None:
+    """Make a ``Store`` for ``url``, or return None when the scheme is not this plugin's.
+
+    The store must pass ``openid_plugins.testing.contract.StoreContract``. Opening must be
+    cheap and lazy enough to call once per process; connect on first use if need be.
+    """
+
+
+# -- queues --------------------------------------------------------------------------------
+
+
+@hookspec
+def openid_queue_schemes() -> Iterable[str]:
+    """URL schemes whose queues this plugin makes."""
+
+
+@hookspec(firstresult=True)
+def openid_make_queue(url: str, options: StoreOptions) -> Queue | None:
+    """Make a ``Queue`` for ``url``, or None when the scheme is not this plugin's.
+
+    The queue must pass ``openid_plugins.testing.contract.QueueContract``; override
+    ``Queue.wait`` when the backend can block until an item arrives.
+    """
+
+
+# -- time ----------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def openid_clock() -> Clock | None:
+    """The clock for expiry, nonce and skew checks. The built-in system clock is ``trylast``;
+    a plugin returning a clock overrides it (tests, a trusted time service)."""
+
+
+# -- attribute extensions ------------------------------------------------------------------
+
+
+@hookspec
+def openid_extension_request_args(
+    request: ExtensionRequest,
+) -> ExtensionArgs | Iterable[ExtensionArgs] | None:
+    """Arguments to add to an outgoing authentication request.
+
+    ``request.extensions`` holds the objects the site passed to ``begin(extensions=...)``;
+    contribute for the ones this plugin understands (or unconditionally, for a site-wide
+    extension). Namespace aliases are assigned by the core, so extensions never collide.
+    """
+
+
+@hookspec
+def openid_extension_response(response: ExtensionResponse) -> Mapping[str, Any] | None:
+    """Parse this plugin's part of a verified positive assertion.
+
+    ``response.signed_args(namespace)`` gives only the *signed* arguments of a namespace;
+    unsigned ones are never visible (the unsigned-attribute attack). Return a mapping
+    ``{name: value}`` merged into ``result.extensions`` (e.g. ``{"sreg": {...}}``). Raise a
+    ``PolicyError`` to reject the assertion (e.g. PAPE max_auth_age exceeded).
+    """
+
+
+# -- discovery and HTTP --------------------------------------------------------------------
+
+
+@hookspec
+def openid_check_fetch_url(url: str, addresses: list[str], settings: FetchSettings) -> None:
+    """Inspect every URL before it is fetched (redirect targets included); raise
+    ``FetchRefusedError`` to refuse it. ``addresses`` are the IPs the host resolves to."""
+
+
+@hookspec(firstresult=True)
+def openid_resolve_xri(xri: str, settings: FetchSettings) -> list[Endpoint] | None:
+    """Resolve an XRI (``=name``, ``@org``) to OpenID endpoints; None when not handled.
+
+    No resolver is built in (the public proxy is gone); without one, XRIs are refused.
+    """
+
+
+# -- background associations ---------------------------------------------------------------
+
+
+@hookspec
+def openid_association_event(event: str, server_url: str, details: Mapping[str, Any]) -> None:
+    """Observe the association lifecycle: ``"queued"``, ``"made"``, ``"failed"``,
+    ``"refused"``, ``"skipped"``; ``details`` carries timings and reasons (metrics, logs)."""
