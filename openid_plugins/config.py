@@ -152,8 +152,10 @@ def scheme_of(url: str) -> str:
 def file_url_path(url: str) -> Path:
     """The local path of a ``file://`` URL (``file:///abs`` or ``file://~/rel``)."""
     parts = urlsplit(url)
-    path = unquote(parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else unquote(
-        parts.path
+    path = (
+        unquote(parts.netloc + parts.path)
+        if parts.netloc not in ("", "localhost")
+        else unquote(parts.path)
     )
     if not path:
         raise ConfigurationError(f"{url!r} names no directory")

@@ -8,16 +8,17 @@ third-party ones; read them as examples.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from .config import FetchSettings
     from .contracts import Clock, Queue, Store, StoreOptions
     from .extensions.base import ExtensionArgs, ExtensionRequest, ExtensionResponse
-    from .protocol.discovery import Endpoint
-    from .config import FetchSettings
+    from .protocol.endpoint import Endpoint
 
 PROJECT = "openid_plugins"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -120,3 +121,15 @@ def openid_resolve_xri(xri: str, settings: FetchSettings) -> list[Endpoint] | No
 def openid_association_event(event: str, server_url: str, details: Mapping[str, Any]) -> None:
     """Observe the association lifecycle: ``"queued"``, ``"made"``, ``"failed"``,
     ``"refused"``, ``"skipped"``; ``details`` carries timings and reasons (metrics, logs)."""
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+@hookspec
+def openid_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``openid-plugins`` subcommands (e.g. ``db upgrade`` from the SQL plugin).
+
+    Add a parser with ``subparsers.add_parser(...)`` and ``set_defaults(func=callable)``;
+    the callable receives the parsed ``argparse.Namespace`` and returns an exit status.
+    """

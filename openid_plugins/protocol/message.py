@@ -20,11 +20,30 @@ OPENID11_NS = "http://openid.net/signon/1.1"
 #: Aliases an extension may not take (section 12: no '.', and not an OpenID field name).
 RESERVED_ALIASES = frozenset(
     {
-        "assoc_handle", "assoc_type", "claimed_id", "contact", "delegate",
-        "dh_consumer_public", "dh_gen", "dh_modulus", "error", "identity",
-        "invalidate_handle", "mode", "ns", "op_endpoint", "openid", "realm",
-        "reference", "response_nonce", "return_to", "server", "session_type",
-        "sig", "signed", "trust_root",
+        "assoc_handle",
+        "assoc_type",
+        "claimed_id",
+        "contact",
+        "delegate",
+        "dh_consumer_public",
+        "dh_gen",
+        "dh_modulus",
+        "error",
+        "identity",
+        "invalidate_handle",
+        "mode",
+        "ns",
+        "op_endpoint",
+        "openid",
+        "realm",
+        "reference",
+        "response_nonce",
+        "return_to",
+        "server",
+        "session_type",
+        "sig",
+        "signed",
+        "trust_root",
     }
 )
 
@@ -208,9 +227,8 @@ class Message:
     def _free_alias(self, preferred: str | None) -> str:
         taken = set(self.extension_aliases().values())
         taken.update(key.split(".", 1)[0] for key in self.fields if "." in key)
-        if preferred and "." not in preferred and preferred not in RESERVED_ALIASES:
-            if preferred not in taken:
-                return preferred
+        if preferred and "." not in preferred and preferred not in RESERVED_ALIASES | taken:
+            return preferred
         number = 0
         while f"ext{number}" in taken:
             number += 1
@@ -239,7 +257,7 @@ class Message:
         )
         return (
             "<!DOCTYPE html>\n<html><head><title>OpenID sign-in</title></head>"
-            f'<body onload="document.getElementById(\'{form_id}\').submit()">\n'
+            f"<body onload=\"document.getElementById('{form_id}').submit()\">\n"
             f'<form id="{form_id}" method="post" action="{escape(action)}" '
             'accept-charset="UTF-8" enctype="application/x-www-form-urlencoded">\n'
             f"{inputs}\n"
