@@ -40,6 +40,9 @@ class FetchSettings:
     #: Responses are streamed and cut off past this many bytes.
     max_bytes: int = 1024 * 1024
     max_redirects: int = 5
+    #: Wall-clock limit for one fetch, redirects included, so a server that drips bytes
+    #: slowly (each read within ``read_timeout``) still cannot hold a request forever.
+    total_timeout: float = 30.0
     verify_tls: bool = True
     #: Refuse private, loopback and link-local addresses (SSRF guard; ruby-openid
     #: CVE-2019-11027). Off by default so local development works.

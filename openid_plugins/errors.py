@@ -75,6 +75,16 @@ class XRDSError(DiscoveryError):
     """An XRDS document was malformed or hostile (entity expansion, external entities)."""
 
 
+class XRDSRefusedError(XRDSError):
+    """An XRDS document used a DTD, entities or external references (billion laughs, XXE);
+    it is refused outright, with no fallback to HTML discovery."""
+
+
+class YadisError(DiscoveryError):
+    """The Yadis protocol failed after the identifier page was fetched: an unusable or
+    ambiguous X-XRDS-Location, or the XRDS document could not be fetched."""
+
+
 # -- associations ---------------------------------------------------------------------------
 
 
