@@ -50,6 +50,8 @@ RESERVED_ALIASES = frozenset(
 #: OpenID 1.x had no extension namespaces; these aliases meant these extensions.
 OPENID1_IMPLICIT_ALIASES = {
     "sreg": ("http://openid.net/extensions/sreg/1.1", "http://openid.net/sreg/1.0"),
+    # PAPE 1.0 section 1.2: "when constructing OpenID 1.1 messages, the alias SHALL be pape".
+    "pape": ("http://specs.openid.net/extensions/pape/1.0",),
 }
 
 
