@@ -1,1 +1,692 @@
-"""Placeholder; being written."""
+"""Built-in plugin: a store in a local directory, for ``file:///abs/path`` URLs.
+
+It is the default store, so it is built to be shared by every process of a site on one host
+and to fix what python-openid's ``FileOpenIDStore`` got wrong: every file name is a SHA-256
+hex digest (no ``b'...'`` names, no path traversal from hostile URLs, handles or keys);
+records are replaced atomically (temp file + fsync + ``os.replace``); a nonce is claimed with
+one ``O_CREAT|O_EXCL`` file, atomic across processes; the newest association of an OP reads
+only that OP's directory; and cleanup deletes whole expired time buckets, so its cost follows
+the number of *expired* entries, not the live ones. Cleanup also runs by itself from normal
+operations at most once per ``file_cleanup_interval`` seconds.
+
+Layout (version 1; ``LAYOUT`` names it so later versions can migrate)::
+
+    LAYOUT                                 {"format": "openid-plugins file store", "layout": 1}
+    cleanup-stamp                          mtime = when cleanup last ran (store clock)
+    tmp/                                   temp files of in-flight writes
+    associations/<H(url)>/<H(handle)>.json one file per association of one OP endpoint
+    associations-expiry/<bucket>/<H(url)>.<H(handle)>   expiry index (empty marker files)
+    nonces/<bucket>/<H(url, timestamp, salt)>           one empty file per used nonce
+    cache/<H(namespace, key)>.json         cache entries with their expiry
+    cache-expiry/<bucket>/<H(namespace, key)>           expiry index (empty marker files)
+
+``<bucket>`` is ``floor(expiry / width)``: every entry in it has expired once
+``(bucket + 1) * width <= now``. Markers are written (and made durable) before the record
+they point at, so a crash can leave a marker without a record (harmless) but never a
+record nobody will clean up. Temp files live in ``tmp/`` on the same file system rather
+than beside their target, so a crashed writer's leftovers are swept from one small
+directory instead of from every data directory.
+
+Options (``StoreOptions.extra``): ``file_fsync`` (default True; False skips every fsync, for
+throwaway stores on tmpfs) and ``file_cleanup_interval`` (seconds, default 300; 0 turns the
+automatic cleanup off, leaving it to explicit ``cleanup()`` calls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import file_url_path
+from ..contracts import Association, Store, StoreOptions, check_server_url
+from ..errors import ConfigurationError, OpenIDError, StoreError
+from ..hookspecs import hookimpl
+
+log = logging.getLogger("openid_plugins.stores.file")
+
+SCHEME = "file"
+LAYOUT_VERSION = 1
+LAYOUT_FILE = "LAYOUT"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+#: Bucket widths in seconds. Cleanup lists one index's bucket names (at most the longest
+#: lifetime divided by the width of them are live) and the contents of expired buckets only.
+NONCE_BUCKET = 60
+CACHE_BUCKET = 300
+ASSOCIATION_BUCKET = 3600
+#: Expiry times are clamped here so a bucket name stays a short integer.
+MAX_TIME = float(2**53)
+#: Larger files are not ours (a secret is 64 bytes): they are ignored unread.
+MAX_ASSOCIATION_BYTES = 64 * 1024
+MAX_CACHE_BYTES = 1024 * 1024
+#: Temp files older than this (real time) belong to crashed writers.
+STALE_TMP_SECONDS = 3600.0
+#: How often a write retries when cleanup removed an empty directory under it.
+_WRITE_ATTEMPTS = 5
+#: Foreign files are reported once per store instance, up to this many.
+_MAX_WARNED = 1024
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+RECORD_NAME = re.compile(r"[0-9a-f]{64}\.json")
+ASSOCIATION_MARKER = re.compile(r"([0-9a-f]{64})\.([0-9a-f]{64})")
+BUCKET_NAME = re.compile(r"-?[0-9]{1,20}")
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+# -- file-system helpers, shared with openid_plugins.queues.file ---------------------------
+
+
+def digest(*parts: str | float) -> str:
+    """The SHA-256 hex of ``parts``, encoded as a JSON array so that no two different
+    tuples share an encoding (and lone surrogates still encode)."""
+    text = json.dumps(list(parts), ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` as mode 0700 whatever the umask; an existing one is left as it is."""
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        return
+    os.chmod(path, DIR_MODE)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make entries created, renamed or removed in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(
+    tmp_dir: Path, target: Path, data: bytes, *, fsync: bool, durable_dir: bool = False
+) -> None:
+    """Replace ``target`` with ``data`` so readers see the old or the new file, never part.
+
+    ``tmp_dir`` must be on the file system of ``target`` (``os.replace`` is atomic only
+    there). ``durable_dir`` also fsyncs the target's directory, so the replacement itself
+    survives a crash.
+    """
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="w-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if fsync and durable_dir:
+        fsync_dir(target.parent)
+
+
+def create_empty(path: Path) -> bool:
+    """Create an empty private file; False if it already existed. ``O_EXCL`` makes this
+    the atomic test-and-set that nonces and queue entries rely on (also across processes
+    and on NFSv3+)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return True
+
+
+class ForeignFileError(Exception):
+    """Internal: a file in our tree that we did not write (or that was damaged)."""
+
+
+def read_small(path: Path, limit: int) -> bytes | None:
+    """The content of ``path`` (None if it does not exist), refusing symlinks, directories
+    and files over ``limit`` bytes with ``ForeignFileError``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise ForeignFileError("a directory where a record file belongs") from None
+    except OSError:
+        if _O_NOFOLLOW and os.path.islink(path):
+            raise ForeignFileError("a symbolic link where a record file belongs") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ForeignFileError("not a regular file")
+        if info.st_size > limit:
+            raise ForeignFileError(f"{info.st_size} bytes, more than a record can be")
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, limit + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ForeignFileError(f"more than {limit} bytes, more than a record can be")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_json_object(path: Path, limit: int) -> dict[str, Any] | None:
+    """A JSON object read from ``path``; None if absent; ``ForeignFileError`` if unusable."""
+    raw = read_small(path, limit)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise ForeignFileError("not JSON (truncated or damaged)") from None
+    if not isinstance(data, dict):
+        raise ForeignFileError("JSON, but not one of our records")
+    return data
+
+
+def open_layout(root: Path, kind: str, error: type[OpenIDError]) -> None:
+    """Create ``root`` (private) with its layout marker, or check the marker it has.
+
+    ``kind`` is ``"store"`` or ``"queue"``: pointing one at the other's directory fails.
+
+    A non-empty directory without a marker is refused rather than filled: a store URL
+    pointing at the wrong directory (a home, a project) must not scatter files into it.
+    """
+    try:
+        root.mkdir(parents=True)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(root, DIR_MODE)
+    fmt = f"openid-plugins file {kind}"
+    marker = root / LAYOUT_FILE
+    try:
+        data = read_json_object(marker, 4096)
+    except ForeignFileError as exc:
+        raise error(f"{marker} is damaged ({exc}); restore it or move {root} aside") from None
+    if data is None:
+        others = [e for e in os.listdir(root) if not e.startswith(f".{LAYOUT_FILE}.")]
+        if others:
+            raise error(
+                f"{root} is not empty and is not an {fmt} (no {LAYOUT_FILE} file);"
+                " point the URL at a new or empty directory"
+            )
+        text = json.dumps({"format": fmt, "layout": LAYOUT_VERSION}) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{LAYOUT_FILE}.")
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            f.write(text)
+        os.replace(tmp, marker)
+        return
+    if data.get("format") != fmt:
+        raise error(f"{root} holds {data.get('format')!r}, not an {fmt}; use another directory")
+    if data.get("layout") != LAYOUT_VERSION:
+        raise error(
+            f"{root} has layout version {data.get('layout')!r}; this version of openid-plugins"
+            f" reads version {LAYOUT_VERSION} only: upgrade openid-plugins or use a new directory"
+        )
+
+
+def local_root(url: str) -> Path:
+    """The absolute directory a ``file://`` store or queue URL names."""
+    path = file_url_path(url)
+    if not path.is_absolute():
+        raise ConfigurationError(f"{url!r} names a relative path; use file:///absolute/path")
+    return path
+
+
+def _bucket(expires: float, width: int) -> int:
+    return math.floor(min(max(expires, -MAX_TIME), MAX_TIME) / width)
+
+
+class FileStore(Store):
+    """A ``Store`` in one local directory, safe for many threads and processes."""
+
+    def __init__(self, root: Path, options: StoreOptions) -> None:
+        super().__init__(options)
+        extra: Mapping[str, Any] = options.extra
+        self.root = root
+        self.fsync = bool(extra.get("file_fsync", True))
+        self.cleanup_interval = float(extra.get("file_cleanup_interval", 300.0))
+        self._tmp = root / "tmp"
+        self._associations = root / "associations"
+        self._association_index = root / "associations-expiry"
+        self._nonces = root / "nonces"
+        self._cache = root / "cache"
+        self._cache_index = root / "cache-expiry"
+        self._stamp = root / "cleanup-stamp"
+        self._next_cleanup = -math.inf
+        self._warned: set[str] = set()
+        with self._errors("create the store directory"):
+            open_layout(root, "store", StoreError)
+            for path in (
+                self._tmp,
+                self._associations,
+                self._association_index,
+                self._nonces,
+                self._cache,
+                self._cache_index,
+            ):
+                make_private_dir(path)
+            if create_empty(self._stamp):
+                now = self.clock.now()
+                os.utime(self._stamp, (now, now))
+
+    # -- associations ---------------------------------------------------------------------
+
+    def store_association(self, server_url: str, association: Association) -> None:
+        _check_url(server_url)
+        _check_expiry(association)
+        server, handle = digest(server_url), digest(association.handle)
+        text = f'{{"server_url":{json.dumps(server_url)},"association":{association.to_json()}}}'
+        with self._errors("store an association"):
+            self._mark(
+                self._association_index,
+                _bucket(association.expires, ASSOCIATION_BUCKET),
+                f"{server}.{handle}",
+            )
+            self._write(self._associations / server, f"{handle}.json", text.encode("ascii"))
+        self._maybe_cleanup()
+
+    def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
+        _check_url(server_url)
+        now = self.clock.now()
+        directory = self._associations / digest(server_url)
+        with self._errors("read associations"):
+            if handle is not None:
+                found = self._read_association(directory / f"{digest(handle)}.json", server_url)
+                if found is None or found.remaining(now) <= 0:
+                    return None
+                return found
+            valid = []
+            # Only this OP's directory is read; an OP has a handful of live associations.
+            for name in self._list(directory):
+                if not RECORD_NAME.fullmatch(name):
+                    self._foreign(directory / name, "not a file name this store writes")
+                    continue
+                found = self._read_association(directory / name, server_url)
+                if found is not None and found.remaining(now) > 0:
+                    valid.append(found)
+        return max(valid, key=lambda a: (a.issued, a.expires, a.handle), default=None)
+
+    def remove_association(self, server_url: str, handle: str) -> bool:
+        _check_url(server_url)
+        path = self._associations / digest(server_url) / f"{digest(handle)}.json"
+        with self._errors("remove an association"):
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            except IsADirectoryError:
+                self._foreign(path, "a directory where a record file belongs")
+                return False
+            return True
+
+    def _read_association(self, path: Path, server_url: str) -> Association | None:
+        try:
+            data = read_json_object(path, MAX_ASSOCIATION_BYTES)
+            if data is None:
+                return None
+            if data.get("server_url") != server_url:
+                raise ForeignFileError("a record of another server URL")
+            found = Association.from_json(json.dumps(data["association"]))
+        except ForeignFileError as exc:
+            self._foreign(path, str(exc))
+            return None
+        except (KeyError, TypeError, ValueError) as exc:
+            self._foreign(path, f"not an association record ({exc!r})")
+            return None
+        if f"{digest(found.handle)}.json" != path.name:
+            self._foreign(path, "its handle does not match its file name")
+            return None
+        return found
+
+    # -- nonces ---------------------------------------------------------------------------
+
+    def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
+        _check_url(server_url)
+        now = self.clock.now()
+        # OpenID 2.0 section 11.3: a nonce outside the skew window is refused without
+        # touching the disk; one inside it is kept until it leaves the window, after which
+        # the skew check alone refuses it. NaN would pass the comparison: refused first.
+        if not math.isfinite(timestamp) or abs(timestamp - now) > self.options.nonce_skew:
+            return False
+        timestamp = float(timestamp)
+        bucket_dir = self._nonces / str(_bucket(timestamp + self.options.nonce_skew, NONCE_BUCKET))
+        path = bucket_dir / digest(server_url, timestamp, salt)
+        with self._errors("record a nonce"):
+            for _ in range(_WRITE_ATTEMPTS):
+                try:
+                    fresh = create_empty(path)
+                except FileNotFoundError:  # a new bucket, or one cleanup just removed
+                    make_private_dir(bucket_dir)
+                    continue
+                if not fresh:
+                    return False
+                if self.fsync:
+                    # A replay after a power cut must still find the nonce.
+                    fsync_dir(bucket_dir)
+                break
+            else:
+                raise FileNotFoundError(f"{bucket_dir} keeps disappearing")
+        self._maybe_cleanup()
+        return True
+
+    # -- cache ----------------------------------------------------------------------------
+
+    def cache_get(self, namespace: str, key: str) -> Any | None:
+        path = self._cache / f"{digest(namespace, key)}.json"
+        with self._errors("read the cache"):
+            try:
+                data = read_json_object(path, MAX_CACHE_BYTES)
+                if data is None:
+                    return None
+                if data.get("namespace") != namespace or data.get("key") != key:
+                    raise ForeignFileError("a record of another cache key")
+                expires = float(data["expires"])
+                value = data["value"]
+            except ForeignFileError as exc:
+                self._foreign(path, str(exc))
+                return None
+            except (KeyError, TypeError, ValueError) as exc:
+                self._foreign(path, f"not a cache record ({exc!r})")
+                return None
+        return value if expires > self.clock.now() else None
+
+    def cache_set(self, namespace: str, key: str, value: Any, ttl: float) -> None:
+        if not math.isfinite(ttl):
+            raise StoreError(f"cache ttl must be a finite number of seconds, not {ttl!r}")
+        expires = self.clock.now() + ttl
+        name = digest(namespace, key)
+        try:
+            text = json.dumps(
+                {"namespace": namespace, "key": key, "expires": expires, "value": value},
+                separators=(",", ":"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"cache value for {namespace!r}/{key!r} is not JSON-serializable ({exc}); "
+                "cache only dicts, lists, strings, numbers, booleans and None"
+            ) from None
+        if len(text) > MAX_CACHE_BYTES:
+            raise StoreError(
+                f"cache value for {namespace!r}/{key!r} is {len(text)} bytes as JSON; the file"
+                f" store keeps at most {MAX_CACHE_BYTES}: cache something smaller"
+            )
+        with self._errors("write the cache"):
+            self._mark(self._cache_index, _bucket(expires, CACHE_BUCKET), name)
+            self._write(self._cache, f"{name}.json", text.encode("ascii"), durable_dir=False)
+        self._maybe_cleanup()
+
+    def cache_delete(self, namespace: str, key: str) -> None:
+        path = self._cache / f"{digest(namespace, key)}.json"
+        with self._errors("delete from the cache"), contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def cleanup(self) -> int:
+        """Delete expired buckets of nonces and the expired records the expiry indexes point
+        at; live buckets are never listed. Safe to run from several processes at once."""
+        now = self.clock.now()
+        with self._errors("clean up"):
+            removed = self._sweep_nonces(now)
+            removed += self._sweep_index(
+                self._association_index, ASSOCIATION_BUCKET, now, self._association_marker, True
+            )
+            removed += self._sweep_index(
+                self._cache_index, CACHE_BUCKET, now, self._cache_marker, False
+            )
+            self._sweep_tmp()
+            os.utime(self._stamp, (now, now))
+        if removed:
+            log.debug("cleanup of %s removed %d expired entries", self.root, removed)
+        return removed
+
+    def _maybe_cleanup(self) -> None:
+        """Run ``cleanup`` if nobody (in any process) ran it for ``cleanup_interval``.
+
+        Costs nothing between checks and one ``stat`` per check. Two processes may both
+        run it; that is harmless, as every deletion tolerates a missing file.
+        """
+        if self.cleanup_interval <= 0:
+            return
+        now = self.clock.now()
+        if now < self._next_cleanup:
+            return
+        try:
+            last = os.stat(self._stamp).st_mtime
+            if now < last + self.cleanup_interval:
+                self._next_cleanup = last + self.cleanup_interval
+                return
+            os.utime(self._stamp, (now, now))
+            self._next_cleanup = now + self.cleanup_interval
+            self.cleanup()
+        except (OSError, StoreError) as exc:
+            # The caller's own operation succeeded; a failed sweep is retried next interval.
+            self._next_cleanup = now + self.cleanup_interval
+            log.warning("automatic cleanup of %s failed: %s", self.root, exc)
+
+    def _expired_buckets(self, index: Path, width: int, now: float) -> Iterator[Path]:
+        for entry in _scandir(index):
+            if not BUCKET_NAME.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+                self._foreign(Path(entry.path), "not a bucket directory this store writes")
+            elif (int(entry.name) + 1) * width <= now:
+                yield Path(entry.path)
+
+    def _sweep_nonces(self, now: float) -> int:
+        removed = 0
+        for bucket in self._expired_buckets(self._nonces, NONCE_BUCKET, now):
+            for entry in _scandir(bucket):
+                if not HEX64.fullmatch(entry.name) or entry.is_dir(follow_symlinks=False):
+                    self._foreign(Path(entry.path), "not a nonce file this store writes")
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+            _rmdir_if_empty(bucket)
+        return removed
+
+    def _sweep_index(
+        self,
+        index: Path,
+        width: int,
+        now: float,
+        target_of: Callable[[str], Path | None],
+        prune_parent: bool,
+    ) -> int:
+        """Remove the expired records that expired buckets of ``index`` point at, then the
+        buckets; ``prune_parent`` also removes a record's directory once it is empty (an
+        OP's association directory)."""
+        removed = 0
+        for bucket in self._expired_buckets(index, width, now):
+            for entry in _scandir(bucket):
+                target = target_of(entry.name)
+                if target is None or entry.is_dir(follow_symlinks=False):
+                    self._foreign(Path(entry.path), "not an index marker this store writes")
+                    continue
+                removed += self._remove_expired(target, now)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                if prune_parent:
+                    _rmdir_if_empty(target.parent)
+            _rmdir_if_empty(bucket)
+        return removed
+
+    def _association_marker(self, name: str) -> Path | None:
+        match = ASSOCIATION_MARKER.fullmatch(name)
+        if match is None:
+            return None
+        return self._associations / match[1] / f"{match[2]}.json"
+
+    def _cache_marker(self, name: str) -> Path | None:
+        return self._cache / f"{name}.json" if HEX64.fullmatch(name) else None
+
+    def _remove_expired(self, path: Path, now: float) -> int:
+        """Delete the record at ``path`` if it has expired; 1 if it did.
+
+        The record may have been replaced by a live one since its marker was written (the
+        live one has its own marker in a later bucket): then it stays. A replacement that
+        lands between the check and the unlink is lost; that costs one association request
+        or one discovery, and the inode comparison keeps the window to a few instructions.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        except OSError as exc:
+            self._foreign(path, f"cannot be opened ({exc.strerror})")
+            return 0
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                self._foreign(path, "not a regular file")
+                return 0
+            raw = os.read(fd, MAX_CACHE_BYTES + 1)
+        finally:
+            os.close(fd)
+        damaged = False
+        try:
+            data = json.loads(raw)
+            if "association" in data:
+                expires = Association.from_json(json.dumps(data["association"])).expires
+            else:
+                expires = float(data["expires"])
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+            # Written atomically, so never half-written by us: damaged on disk, useless.
+            log.warning("removing %s: a damaged record that its expiry index points at", path)
+            damaged, expires = True, -math.inf
+        if expires > now:
+            return 0
+        try:
+            if os.stat(path, follow_symlinks=False).st_ino != info.st_ino:
+                return 0
+            os.unlink(path)
+        except FileNotFoundError:
+            return 0
+        return 0 if damaged else 1
+
+    def _sweep_tmp(self) -> None:
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for entry in _scandir(self._tmp):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff and entry.is_file(
+                    follow_symlinks=False
+                ):
+                    os.unlink(entry.path)
+                    log.info("removed %s, left behind by a crashed writer", entry.path)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _mark(self, index: Path, bucket: int, name: str) -> None:
+        """Add an expiry-index marker, durable before the record it points at."""
+        bucket_dir = index / str(bucket)
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                fresh = create_empty(bucket_dir / name)
+            except FileNotFoundError:
+                make_private_dir(bucket_dir)
+                continue
+            if fresh and self.fsync:
+                fsync_dir(bucket_dir)
+            return
+        raise FileNotFoundError(f"{bucket_dir} keeps disappearing")
+
+    def _write(self, directory: Path, name: str, data: bytes, durable_dir: bool = True) -> None:
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                write_atomically(
+                    self._tmp, directory / name, data, fsync=self.fsync, durable_dir=durable_dir
+                )
+                return
+            except FileNotFoundError:  # cleanup removed the (empty) directory meanwhile
+                make_private_dir(self._tmp)
+                make_private_dir(directory)
+        raise FileNotFoundError(f"{directory} keeps disappearing")
+
+    def _list(self, directory: Path) -> list[str]:
+        try:
+            return os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _foreign(self, path: Path, reason: str) -> None:
+        key = str(path)
+        if key in self._warned:
+            return
+        if len(self._warned) < _MAX_WARNED:
+            self._warned.add(key)
+        log.warning("ignoring %s in the file store: %s", path, reason)
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise StoreError(
+                f"file store at {self.root} could not {doing}: {exc}; check that the disk"
+                " has space and that this user owns the directory"
+            ) from exc
+
+
+def _scandir(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty (new entries, or stray ones), or gone
+        os.rmdir(path)
+
+
+def _check_expiry(association: Association) -> None:
+    if not math.isfinite(association.expires):
+        raise StoreError(
+            f"association {association.handle!r} has no finite expiry"
+            f" (issued={association.issued!r}, lifetime={association.lifetime!r})"
+        )
+
+
+def _check_url(server_url: str) -> None:
+    try:
+        check_server_url(server_url)
+    except ValueError as exc:
+        raise StoreError(f"refused a server_url: {exc}; pass the OP endpoint URL") from None
+
+
+@hookimpl
+def openid_store_schemes() -> Iterable[str]:
+    return [SCHEME]
+
+
+@hookimpl
+def openid_make_store(url: str, options: StoreOptions) -> Store | None:
+    if urlsplit(url).scheme.lower() != SCHEME:
+        return None
+    return FileStore(local_root(url), options)
