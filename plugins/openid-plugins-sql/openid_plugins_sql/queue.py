@@ -1,0 +1,233 @@
+"""``SQLQueue``: the association queue as a table, claimed with row locks so that several
+fetchers on several hosts never take the same item."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from openid_plugins.contracts import Queue, QueueItem, StoreOptions, check_server_url
+from openid_plugins.errors import QueueError
+
+from .backend import SQLBackend
+from .engine import CONNECT_TIMEOUT
+from .store import sha256_hex
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger("openid_plugins.sql.queue")
+
+#: Seconds between checks when waiting without LISTEN/NOTIFY (SQLite, MariaDB).
+POLL_INTERVAL = 0.25
+#: Longest single block on LISTEN before looking at the table again: expired leases make
+#: items claimable without any NOTIFY.
+LISTEN_SLICE = 1.0
+
+
+class SQLQueue(SQLBackend, Queue):
+    """A ``Queue`` in a table; ``wait`` blocks on LISTEN/NOTIFY on PostgreSQL."""
+
+    _error: ClassVar[type[QueueError]] = QueueError
+    _kind: ClassVar[str] = "queue"
+
+    def __init__(self, url: str, options: StoreOptions) -> None:
+        Queue.__init__(self, options)
+        SQLBackend.__init__(self, url, options)
+        self._channel = f"{self.target.prefix}queue"
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listener_pid = 0
+        self._listen_lock = threading.Lock()
+
+    def put(self, server_url: str) -> None:
+        check_server_url(server_url)
+        t = self.tables.queue
+        row = {
+            "server_url": server_url,
+            "url_hash": sha256_hex(server_url),
+            "claimed_until": 0.0,
+            "token": None,
+            "queued": self.clock.now(),
+        }
+        stmt: sa.Executable
+        if self.dialect == "mysql":
+            # A no-op update rather than INSERT IGNORE, which would also turn real errors
+            # (truncation, bad values) into warnings.
+            ins = mysql.insert(t).values(**row)
+            stmt = ins.on_duplicate_key_update(url_hash=ins.inserted.url_hash)
+        else:
+            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            stmt = insert(t).values(**row).on_conflict_do_nothing(index_elements=["url_hash"])
+        notify = self.dialect == "postgresql"
+
+        def work(conn: Connection) -> None:
+            if conn.execute(stmt).rowcount and notify:
+                # Delivered at COMMIT, so a woken waiter always finds the row.
+                conn.execute(sa.select(sa.func.pg_notify(self._channel, "")))
+
+        self._run("queueing an association request", work)
+
+    def claim(self, limit: int = 100, lease: float = 60.0) -> list[QueueItem]:
+        if limit <= 0:
+            return []
+        now = self.clock.now()
+        token = secrets.token_hex(16)
+        t = self.tables.queue
+        query = (
+            sa.select(t.c.id, t.c.server_url)
+            .where(t.c.claimed_until <= now)
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        if self.dialect != "sqlite":
+            # Concurrent claimers skip each other's rows instead of queueing behind them;
+            # SQLite instead serializes claims with BEGIN IMMEDIATE (see _run).
+            query = query.with_for_update(skip_locked=self._skip_locked())
+        update = sa.update(t).values(claimed_until=now + lease, token=token)
+
+        def work(conn: Connection) -> list[Any]:
+            rows = conn.execute(query).all()
+            if rows:
+                conn.execute(update.where(t.c.id.in_([r.id for r in rows])))
+            return rows
+
+        rows = self._run("claiming queue items", work)
+        return [QueueItem(r.server_url, f"{r.id}:{token}") for r in rows]
+
+    def ack(self, items: Iterable[QueueItem]) -> None:
+        claims = self._claims(items)
+        if claims:
+            t = self.tables.queue
+            stmt = sa.delete(t).where(
+                t.c.id == sa.bindparam("b_id"), t.c.token == sa.bindparam("b_token")
+            )
+            self._run("acknowledging queue items", lambda conn: conn.execute(stmt, claims))
+
+    def release(self, items: Iterable[QueueItem]) -> None:
+        claims = self._claims(items)
+        if claims:
+            t = self.tables.queue
+            stmt = (
+                sa.update(t)
+                .where(t.c.id == sa.bindparam("b_id"), t.c.token == sa.bindparam("b_token"))
+                .values(claimed_until=0.0, token=None)
+            )
+            self._run("releasing queue items", lambda conn: conn.execute(stmt, claims))
+
+    def pending(self) -> int:
+        query = sa.select(sa.func.count()).select_from(self.tables.queue)
+        return self._run("counting queue items", lambda conn: conn.scalar(query), write=False)
+
+    def wait(self, timeout: float) -> bool:
+        """True as soon as an item is claimable (waiting, or its lease ran out); False
+        after ``timeout`` seconds without one."""
+        deadline = time.monotonic() + timeout
+        # LISTEN before looking, so a put between the look and the block is not missed.
+        listening = self.dialect == "postgresql" and self._listen()
+        while True:
+            if self._claimable():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if listening:
+                if self._notified(min(left, LISTEN_SLICE)):
+                    return True
+            else:
+                time.sleep(min(POLL_INTERVAL, left))
+
+    def close(self) -> None:
+        with self._listen_lock:
+            listener, self._listener = self._listener, None
+            if listener is not None and self._listener_pid == os.getpid():
+                listener.close()
+        super().close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _claimable(self) -> bool:
+        t = self.tables.queue
+        query = sa.select(t.c.id).where(t.c.claimed_until <= self.clock.now()).limit(1)
+        found = self._run("looking at the queue", lambda conn: conn.scalar(query), write=False)
+        return found is not None
+
+    def _skip_locked(self) -> bool:
+        """SKIP LOCKED exists on PostgreSQL >= 9.5, MariaDB >= 10.6, MySQL >= 8.0.1; older
+        servers get plain FOR UPDATE (correct, claims just queue behind each other)."""
+        dialect = self._ready().dialect
+        version = dialect.server_version_info or ()
+        if self.dialect == "postgresql":
+            return version >= (9, 5)
+        if getattr(dialect, "is_mariadb", False):
+            return version >= (10, 6)
+        return version >= (8, 0, 1)
+
+    def _claims(self, items: Iterable[QueueItem]) -> list[dict[str, Any]]:
+        claims = []
+        for item in items:
+            row_id, _, token = item.token.partition(":")
+            if not row_id.isdigit() or len(token) != 32:
+                raise QueueError(
+                    f"{item!r} was not claimed from a SQL queue; pass back the items that "
+                    "this queue's claim() returned"
+                )
+            claims.append({"b_id": int(row_id), "b_token": token})
+        return claims
+
+    def _listen(self) -> bool:
+        """Open (once per process) the dedicated connection that LISTENs for puts."""
+        self._ready()
+        with self._listen_lock:
+            if self._listener is not None and self._listener_pid != os.getpid():
+                # Inherited over fork: the socket is the parent's; psycopg will not close it.
+                self._listener = None
+            if self._listener is not None and not self._listener.closed:
+                return True
+            import psycopg
+            from psycopg import sql
+
+            conninfo = self.target.url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
+            try:
+                conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            except psycopg.Error as err:
+                raise QueueError(
+                    f"cannot LISTEN for queue items on {self.target.display} ({err}); check "
+                    "that the database is reachable"
+                ) from err
+            self._listener, self._listener_pid = conn, os.getpid()
+            return True
+
+    def _notified(self, timeout: float) -> bool:
+        """Block up to ``timeout`` for a NOTIFY from ``put``."""
+        import psycopg
+
+        if not self._listen_lock.acquire(timeout=timeout):
+            # Another thread is blocked on the listener; it will see the same NOTIFY.
+            return False
+        try:
+            listener = self._listener
+            if listener is None:
+                return False
+            try:
+                return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
+            except psycopg.Error as err:
+                self._listener = None
+                listener.close()
+                raise QueueError(
+                    f"lost the LISTEN connection to {self.target.display} ({err}); the next "
+                    "wait() reconnects"
+                ) from err
+        finally:
+            self._listen_lock.release()

@@ -1,0 +1,193 @@
+"""``SQLStore``: associations, used nonces and the TTL cache in SQLite, PostgreSQL or
+MariaDB/MySQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from openid_plugins.contracts import Association, Store, StoreOptions, check_server_url
+from openid_plugins.errors import StoreError
+
+from .backend import SQLBackend
+
+log = logging.getLogger("openid_plugins.sql.store")
+
+#: Rows deleted per statement by ``cleanup``: each batch is its own short transaction, so
+#: purging a large backlog never holds locks for long.
+CLEANUP_BATCH = 1000
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def upsert(
+    dialect: str, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]
+) -> sa.Executable:
+    """INSERT ``row``, or UPDATE the other columns where ``keys`` already exist: one
+    statement, atomic on every dialect."""
+    if dialect == "mysql":
+        stmt = mysql.insert(table).values(**row)
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in row if c not in keys})
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**row)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in row if c not in keys}
+    )
+
+
+class SQLStore(SQLBackend, Store):
+    """A ``Store`` on one database; every method is one transaction on a pooled connection,
+    so it is safe from any number of threads and processes."""
+
+    _error: ClassVar[type[StoreError]] = StoreError
+    _kind: ClassVar[str] = "store"
+
+    def __init__(self, url: str, options: StoreOptions) -> None:
+        Store.__init__(self, options)
+        SQLBackend.__init__(self, url, options)
+
+    # -- associations -------------------------------------------------------------------
+
+    def store_association(self, server_url: str, association: Association) -> None:
+        check_server_url(server_url)
+        row = {
+            "server_hash": sha256_hex(server_url),
+            "handle": association.handle,
+            "server_url": server_url,
+            "secret": association.secret,
+            "issued": association.issued,
+            "lifetime": association.lifetime,
+            "expires": association.expires,
+            "assoc_type": association.assoc_type,
+        }
+        stmt = upsert(self.dialect, self.tables.associations, row, ("server_hash", "handle"))
+        self._run("storing an association", lambda conn: conn.execute(stmt))
+
+    def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
+        check_server_url(server_url)
+        t = self.tables.associations
+        query = sa.select(t.c.handle, t.c.secret, t.c.issued, t.c.lifetime, t.c.assoc_type).where(
+            t.c.server_hash == sha256_hex(server_url),
+            t.c.server_url == server_url,
+            t.c.expires > self.clock.now(),
+        )
+        if handle is None:
+            # The newest valid one in a single indexed query (server_hash, issued).
+            query = query.order_by(t.c.issued.desc()).limit(1)
+        else:
+            query = query.where(t.c.handle == handle)
+        row = self._run(
+            "looking up an association", lambda conn: conn.execute(query).first(), write=False
+        )
+        if row is None:
+            return None
+        return Association(
+            handle=row.handle,
+            secret=bytes(row.secret),
+            issued=row.issued,
+            lifetime=row.lifetime,
+            assoc_type=row.assoc_type,
+        )
+
+    def remove_association(self, server_url: str, handle: str) -> bool:
+        check_server_url(server_url)
+        t = self.tables.associations
+        stmt = sa.delete(t).where(
+            t.c.server_hash == sha256_hex(server_url),
+            t.c.server_url == server_url,
+            t.c.handle == handle,
+        )
+        return self._run("removing an association", lambda conn: conn.execute(stmt).rowcount) > 0
+
+    # -- nonces -------------------------------------------------------------------------
+
+    def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
+        check_server_url(server_url)
+        now = self.clock.now()
+        skew = self.options.nonce_skew
+        # OpenID 2.0 section 11.3: a nonce too far from now is refused without a lookup; one
+        # inside the window is remembered until it would be refused anyway.
+        if not math.isfinite(timestamp) or abs(timestamp - now) > skew:
+            return False
+        key = sha256_hex(json.dumps([server_url, float(timestamp), salt]))
+        stmt = sa.insert(self.tables.nonces).values(nonce_hash=key, expires=timestamp + skew)
+        try:
+            # The primary key decides: no read-then-write window between processes.
+            self._run(
+                "recording a nonce",
+                lambda conn: conn.execute(stmt),
+                passthrough=(exc.IntegrityError,),
+            )
+        except exc.IntegrityError:
+            log.info("nonce replayed for %s", server_url)
+            return False
+        return True
+
+    # -- cache --------------------------------------------------------------------------
+
+    def cache_get(self, namespace: str, key: str) -> Any | None:
+        t = self.tables.cache
+        query = sa.select(t.c.value).where(
+            t.c.key_hash == _cache_key(namespace, key), t.c.expires > self.clock.now()
+        )
+        text = self._run("reading the cache", lambda conn: conn.scalar(query), write=False)
+        return None if text is None else json.loads(text)
+
+    def cache_set(self, namespace: str, key: str, value: Any, ttl: float) -> None:
+        row = {
+            "key_hash": _cache_key(namespace, key),
+            "namespace": namespace,
+            "value": json.dumps(value, separators=(",", ":")),
+            "expires": self.clock.now() + ttl,
+        }
+        stmt = upsert(self.dialect, self.tables.cache, row, ("key_hash",))
+        self._run("writing the cache", lambda conn: conn.execute(stmt))
+
+    def cache_delete(self, namespace: str, key: str) -> None:
+        t = self.tables.cache
+        stmt = sa.delete(t).where(t.c.key_hash == _cache_key(namespace, key))
+        self._run("deleting from the cache", lambda conn: conn.execute(stmt))
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def cleanup(self) -> int:
+        now = self.clock.now()
+        t = self.tables
+        # Associations and cache entries are invalid from ``expires`` on; a nonce is still
+        # inside the skew window at exactly ``expires`` (see use_nonce).
+        removed = self._purge(t.associations, t.associations.c.expires <= now)
+        removed += self._purge(t.nonces, t.nonces.c.expires < now)
+        removed += self._purge(t.cache, t.cache.c.expires <= now)
+        if removed:
+            log.info("cleanup removed %d expired rows from %s", removed, self.target.display)
+        return removed
+
+    def _purge(self, table: sa.Table, expired: sa.ColumnElement[bool]) -> int:
+        if self.dialect == "mysql":
+            stmt: sa.Executable = (
+                sa.delete(table).where(expired).with_dialect_options(mysql_limit=CLEANUP_BATCH)
+            )
+        else:
+            keys = list(table.primary_key.columns)
+            batch = sa.select(*keys).where(expired).limit(CLEANUP_BATCH)
+            stmt = sa.delete(table).where(sa.tuple_(*keys).in_(batch))
+        total = 0
+        while True:
+            count = self._run(f"cleaning {table.name}", lambda conn: conn.execute(stmt).rowcount)
+            total += count
+            if count < CLEANUP_BATCH:
+                return total
+
+
+def _cache_key(namespace: str, key: str) -> str:
+    return sha256_hex(json.dumps([namespace, key]))
