@@ -63,6 +63,10 @@ class XRIError(IncorrectURIError):
     """An XRI was given and no installed plugin resolves XRIs."""
 
 
+class RealmError(IncorrectURIError):
+    """A realm (OpenID 2.0 section 9.2) cannot be parsed: fix the site's configured realm."""
+
+
 class DiscoveryError(OpenIDError):
     """Discovery (OpenID 2.0 section 7.3) found no usable OpenID service."""
 
