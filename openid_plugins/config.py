@@ -60,6 +60,9 @@ class Settings:
     queue: str | None = None
     association: str = "background"
     nonce_skew: float = 300.0
+    #: A response arriving later than this after begin() is refused (seed 004's
+    #: OPENID2RP_MAXLOGINDELAY); 0 disables the check.
+    max_login_delay: float = 300.0
     #: How long discovery results are reused (seconds).
     discovery_ttl: float = 3600.0
     #: Stop using an association this long before it expires.
@@ -67,6 +70,8 @@ class Settings:
     #: Remember an OP that refuses associations this long (no doomed attempts per login).
     refusal_ttl: float = 3600.0
     data_dir: str | None = None
+    #: "none", or "thread" to run the background association fetcher inside this process.
+    fetcher: str = "none"
     fetch: FetchSettings = field(default_factory=FetchSettings)
     #: Backend-specific options, passed to store/queue plugins as ``StoreOptions.extra``.
     store_options: Mapping[str, Any] = field(default_factory=dict)
@@ -76,27 +81,38 @@ class Settings:
             raise ConfigurationError(
                 f"association={self.association!r} is not one of {', '.join(ASSOCIATION_MODES)}"
             )
+        if self.fetcher not in ("none", "thread"):
+            raise ConfigurationError(f"fetcher={self.fetcher!r} is not 'none' or 'thread'")
         if self.nonce_skew <= 0:
             raise ConfigurationError("nonce_skew must be a positive number of seconds")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:
-        """Settings from a mapping with the field names; ``fetch_*`` keys set FetchSettings."""
-        top = {f.name: f for f in fields(cls)}
+        """Settings from a mapping with the field names; ``fetch_*`` keys set FetchSettings.
+
+        String values (from files or the environment) are converted to the field's type.
+        """
+        return cls().updated(**mapping)
+
+    def updated(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (``fetch_<name>`` for FetchSettings fields)."""
+        top = {f.name: f for f in fields(Settings)}
         fetch_fields = {f.name: f for f in fields(FetchSettings)}
         kwargs: dict[str, Any] = {}
         fetch: dict[str, Any] = {}
-        for key, value in mapping.items():
+        for key, value in changes.items():
             key = key.lower()
             if key.startswith("fetch_") and key[6:] in fetch_fields:
                 fetch[key[6:]] = _coerce(value, fetch_fields[key[6:]].type, key)
+            elif key == "fetch" and isinstance(value, FetchSettings):
+                kwargs["fetch"] = value
             elif key in top and key != "fetch":
                 kwargs[key] = _coerce(value, top[key].type, key)
             else:
                 raise ConfigurationError(f"unknown setting {key!r}")
         if fetch:
-            kwargs["fetch"] = replace(FetchSettings(), **fetch)
-        return cls(**kwargs)
+            kwargs["fetch"] = replace(kwargs.get("fetch", self.fetch), **fetch)
+        return replace(self, **kwargs)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

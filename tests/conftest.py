@@ -1,0 +1,76 @@
+"""Shared fixtures: python3-openid's OP on 127.0.0.1 and relying parties built against it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from python3_op import Python3OP  # noqa: E402
+
+from openid_plugins.relying_party import RelyingParty  # noqa: E402
+
+RETURN_TO = "https://rp.example/finish"
+REALM = "https://rp.example/"
+
+
+@pytest.fixture(scope="session")
+def op_server():
+    op = Python3OP().start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def op(op_server):
+    op_server.reset()
+    return op_server
+
+
+@pytest.fixture
+def make_rp(tmp_path):
+    made: list[RelyingParty] = []
+
+    def make(**settings) -> RelyingParty:
+        settings.setdefault("store", "memory://")
+        settings.setdefault("queue", "memory://")
+        settings.setdefault("data_dir", str(tmp_path))
+        rp = RelyingParty(**settings)
+        made.append(rp)
+        return rp
+
+    yield make
+    for rp in made:
+        rp.close()
+
+
+class Browser:
+    """Follows an AuthRequest to the OP and back, the way a user's browser would."""
+
+    def __init__(self) -> None:
+        self.http = requests.Session()
+
+    def visit_op(self, auth) -> str:
+        """Send the request to the OP; return the URL the OP redirects back to."""
+        if auth.needs_form:
+            response = self.http.post(
+                auth.endpoint.server_url, data=auth.message.to_post_args(), allow_redirects=False
+            )
+        else:
+            response = self.http.get(auth.redirect_url, allow_redirects=False)
+        assert response.status_code in (302, 303), response.text
+        return response.headers["Location"]
+
+
+@pytest.fixture
+def browser():
+    return Browser()
+
+
+def query_of(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))

@@ -1,0 +1,234 @@
+"""A real OpenID Provider that none of us wrote: python3-openid's ``openid.server``, served
+over HTTP on 127.0.0.1, with identity pages for HTML, XRDS and OP-identifier discovery.
+
+Used by the interop tests and the benchmarks. Behaviour is switched per test through
+attributes (``decision``, ``negotiator`` ...), and every request is counted by mode so a test
+can prove what did or did not happen on the wire.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from openid.association import SessionNegotiator
+from openid.extensions import ax, pape, sreg
+from openid.server.server import CheckIDRequest, Server
+from openid.store.memstore import MemoryStore
+
+SREG_DATA = {"nickname": "alice", "email": "alice@example.com", "fullname": "Alice Liddell"}
+AX_DATA = {
+    "http://axschema.org/contact/email": ["alice@example.com"],
+    "http://axschema.org/namePerson/first": ["Alice"],
+    "http://axschema.org/namePerson/last": ["Liddell"],
+}
+
+XRDS = """<?xml version="1.0" encoding="UTF-8"?>
+<xrds:XRDS xmlns:xrds="xri://$xrds" xmlns="xri://$xrd*($v*2.0)" xmlns:openid="http://openid.net/xmlns/1.0">
+<XRD><Service priority="0">
+<Type>{type}</Type>
+<URI>{endpoint}</URI>{local}
+</Service></XRD></xrds:XRDS>
+"""
+
+
+class Python3OP:
+    """python3-openid's OP on an ephemeral loopback port."""
+
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        #: "allow", "cancel" or "setup_needed" (answer to checkid requests)
+        self.decision = "allow"
+        #: None = python3-openid's default negotiator; a list of (assoc_type, session_type)
+        #: restricts it; [] refuses every association.
+        self.allowed_associations: list[tuple[str, str]] | None = None
+        self.sreg_data = dict(SREG_DATA)
+        self.ax_data = {k: list(v) for k, v in AX_DATA.items()}
+        self.last_checkid: CheckIDRequest | None = None
+        #: The identifier answered to identifier_select requests (None: identity("alice")).
+        self.select_identity: str | None = None
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._servers: dict[str, Server] = {}
+
+    # -- URLs ------------------------------------------------------------------------------
+
+    def endpoint(self, name: str = "op") -> str:
+        return f"{self.base}/{name}"
+
+    def identity(self, user: str = "alice") -> str:
+        """An HTML identity page (OpenID 2.0 and 1.x links)."""
+        return f"{self.base}/id/{user}"
+
+    def xrds_identity(self, user: str = "alice") -> str:
+        return f"{self.base}/xrds-id/{user}"
+
+    def delegating_identity(self, user: str = "alice") -> str:
+        """A claimed identifier whose OP-local identifier is ``identity(user)``."""
+        return f"{self.base}/delegate/{user}"
+
+    def op_identifier(self) -> str:
+        return f"{self.base}/server"
+
+    def elsewhere_identity(self, user: str = "alice") -> str:
+        """An identifier whose discovered OP is another endpoint (``/op9``)."""
+        return f"{self.base}/elsewhere/{user}"
+
+    def openid1_identity(self, user: str = "alice") -> str:
+        return f"{self.base}/v1/{user}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Python3OP:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.decision = "allow"
+        self.allowed_associations = None
+        self.select_identity = None
+        self.store = MemoryStore()
+        self._servers.clear()
+
+    def server(self, name: str) -> Server:
+        with self.lock:
+            if name not in self._servers:
+                self._servers[name] = Server(self.store, self.endpoint(name))
+            server = self._servers[name]
+        if self.allowed_associations is not None:
+            server.negotiator = SessionNegotiator(self.allowed_associations)
+        return server
+
+    # -- OpenID ----------------------------------------------------------------------------
+
+    def handle_openid(self, name: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        server = self.server(name)
+        request = server.decodeRequest(query)
+        if request is None:
+            return 400, {"Content-Type": "text/plain"}, b"not an OpenID request"
+        with self.lock:
+            self.counts[request.mode] += 1
+        if request.mode == "associate" and self.allowed_associations == []:
+            response = request.answerUnsupported("this OP makes no associations")
+        elif isinstance(request, CheckIDRequest):
+            self.last_checkid = request
+            response = self._answer_checkid(request)
+        else:
+            response = server.handleRequest(request)
+        web = server.encodeResponse(response)
+        return (
+            web.code,
+            dict(web.headers),
+            web.body if isinstance(web.body, bytes) else (web.body.encode("utf-8")),
+        )
+
+    def _answer_checkid(self, request: CheckIDRequest):
+        if self.decision == "cancel":
+            return request.answer(False)
+        if self.decision == "setup_needed" or (request.immediate and self.decision != "allow"):
+            return request.answer(False, server_url=request.op_endpoint)
+        if request.idSelect():
+            identity = self.select_identity or self.identity("alice")
+            response = request.answer(True, identity=identity, claimed_id=identity)
+        else:
+            response = request.answer(True)
+        sreg_request = sreg.SRegRequest.fromOpenIDRequest(request)
+        if sreg_request.wereFieldsRequested():
+            response.addExtension(sreg.SRegResponse.extractResponse(sreg_request, self.sreg_data))
+        ax_request = ax.FetchRequest.fromOpenIDRequest(request)
+        if ax_request is not None:
+            ax_response = ax.FetchResponse(request=ax_request)
+            for type_uri in ax_request.requested_attributes:
+                for value in self.ax_data.get(type_uri, []):
+                    ax_response.addValue(type_uri, value)
+            response.addExtension(ax_response)
+        pape_request = pape.Request.fromOpenIDRequest(request)
+        if pape_request is not None:
+            response.addExtension(pape.Response(auth_policies=[], auth_time=None))
+        return response
+
+    # -- identity pages --------------------------------------------------------------------
+
+    def page(self, path: str) -> tuple[int, dict[str, str], bytes] | None:
+        parts = path.strip("/").split("/")
+        html = {"Content-Type": "text/html; charset=utf-8"}
+        xrds = {"Content-Type": "application/xrds+xml"}
+        if len(parts) == 2 and parts[0] == "id":
+            links = (
+                f'<link rel="openid2.provider" href="{self.endpoint()}">'
+                f'<link rel="openid.server" href="{self.endpoint()}">'
+            )
+            return 200, html, f"<html><head>{links}</head><body>{parts[1]}</body></html>".encode()
+        if len(parts) == 2 and parts[0] == "elsewhere":
+            links = f'<link rel="openid2.provider" href="{self.endpoint("op9")}">'
+            return 200, html, f"<html><head>{links}</head><body></body></html>".encode()
+        if len(parts) == 2 and parts[0] == "v1":
+            links = f'<link rel="openid.server" href="{self.endpoint("op1")}">'
+            return 200, html, f"<html><head>{links}</head><body></body></html>".encode()
+        if len(parts) == 2 and parts[0] == "delegate":
+            links = (
+                f'<link rel="openid2.provider openid.server" href="{self.endpoint()}">'
+                f'<link rel="openid2.local_id openid.delegate" href="{self.identity(parts[1])}">'
+            )
+            return 200, html, f"<html><head>{links}</head><body></body></html>".encode()
+        if len(parts) == 2 and parts[0] == "xrds-id":
+            body = XRDS.format(
+                type="http://specs.openid.net/auth/2.0/signon", endpoint=self.endpoint(), local=""
+            )
+            return 200, xrds, body.encode()
+        if parts == ["server"]:
+            body = XRDS.format(
+                type="http://specs.openid.net/auth/2.0/server", endpoint=self.endpoint(), local=""
+            )
+            return 200, xrds, body.encode()
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        op = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _respond(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _dispatch(self, query: dict[str, str]) -> None:
+                path = urlsplit(self.path).path
+                name = path.strip("/")
+                if name.startswith("op") and "/" not in name:
+                    self._respond(*op.handle_openid(name, query))
+                    return
+                page = op.page(path)
+                if page is None:
+                    self._respond(404, {"Content-Type": "text/plain"}, b"not found")
+                else:
+                    self._respond(*page)
+
+            def do_GET(self) -> None:
+                self._dispatch(dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode("utf-8")
+                self._dispatch(dict(parse_qsl(body, keep_blank_values=True)))
+
+        return Handler
