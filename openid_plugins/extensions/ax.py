@@ -149,7 +149,7 @@ class AX:
             raise ConfigurationError("AX asks for no attribute; name one in required= or optional=")
         _check_url(self.update_url, "update_url")
         counts: dict[str, int | str] = {}
-        for name, value in dict(self.count).items():
+        for name, value in dict(self.count or {}).items():
             uri = type_uri(name)
             if uri not in required and uri not in optional:
                 raise ConfigurationError(

@@ -42,6 +42,8 @@ LEVELS_JISA = "http://www.jisa.or.jp/spec/auth_level.html"
 DEFAULT_LEVEL_ALIASES = {"nist": LEVELS_NIST, "jisa": LEVELS_JISA}
 
 SESSION_KIND = "pape"
+#: Default ``PAPE.clock_leeway``, in seconds.
+DEFAULT_CLOCK_LEEWAY = 60.0
 
 # Section 5.2: RFC 3339 section 5.6, UTC with "Z", no fractional seconds.
 _AUTH_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
@@ -88,7 +90,7 @@ class PAPE:
     #: Slack granted when checking ``auth_time`` against ``max_auth_age`` at response time:
     #: the trip back from the OP and clock differences between OP and RP. Without it
     #: ``max_auth_age=0`` ("log in again now") could never be satisfied.
-    clock_leeway: float = 60.0
+    clock_leeway: float = DEFAULT_CLOCK_LEEWAY
 
     PHISHING_RESISTANT: ClassVar[str] = AUTH_PHISHING_RESISTANT
     MULTI_FACTOR: ClassVar[str] = AUTH_MULTI_FACTOR
@@ -155,7 +157,7 @@ class PAPE:
             data.get("max_auth_age"),
             data.get("preferred_policies", ()),
             data.get("preferred_auth_level_types", ()),
-            data.get("clock_leeway", 60.0),
+            data.get("clock_leeway", DEFAULT_CLOCK_LEEWAY),
         )
 
 
@@ -248,11 +250,13 @@ def check_max_auth_age(
 ) -> None:
     """Raise ``PolicyError`` unless the OP proved a login within the strictest requested
     ``max_auth_age`` (plus that request's ``clock_leeway``) before ``now``."""
-    limits = [
-        (float(entry["max_auth_age"]), float(entry.get("clock_leeway", 60.0)))
-        for entry in requested
-        if entry.get("max_auth_age") is not None
-    ]
+    limits: list[tuple[float, float]] = []
+    for entry in requested:
+        age, leeway = entry.get("max_auth_age"), entry.get("clock_leeway")
+        if isinstance(age, (int, float)):
+            limits.append(
+                (age, leeway if isinstance(leeway, (int, float)) else DEFAULT_CLOCK_LEEWAY)
+            )
     if not limits:
         return
     max_age, leeway = min(limits)
