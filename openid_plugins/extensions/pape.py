@@ -252,10 +252,10 @@ def check_max_auth_age(
     ``max_auth_age`` (plus that request's ``clock_leeway``) before ``now``."""
     limits: list[tuple[float, float]] = []
     for entry in requested:
-        age, leeway = entry.get("max_auth_age"), entry.get("clock_leeway")
-        if isinstance(age, (int, float)):
+        limit, leeway = entry.get("max_auth_age"), entry.get("clock_leeway")
+        if isinstance(limit, (int, float)):
             limits.append(
-                (age, leeway if isinstance(leeway, (int, float)) else DEFAULT_CLOCK_LEEWAY)
+                (limit, leeway if isinstance(leeway, (int, float)) else DEFAULT_CLOCK_LEEWAY)
             )
     if not limits:
         return
