@@ -58,21 +58,31 @@ class SQLQueue(SQLBackend, Queue):
             "token": None,
             "queued": self.clock.now(),
         }
-        stmt: sa.Executable
-        if self.dialect == "mysql":
+        if self.dialect == "postgresql":
+            stmt: sa.Executable = (
+                postgresql.insert(t)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["url_hash"])
+                .returning(t.c.id)
+            )
+            notify = sa.select(sa.func.pg_notify(self._channel, ""))
+        elif self.dialect == "sqlite":
+            stmt = (
+                sqlite.insert(t).values(**row).on_conflict_do_nothing(index_elements=["url_hash"])
+            )
+            notify = None
+        else:
             # A no-op update rather than INSERT IGNORE, which would also turn real errors
             # (truncation, bad values) into warnings.
             ins = mysql.insert(t).values(**row)
             stmt = ins.on_duplicate_key_update(url_hash=ins.inserted.url_hash)
-        else:
-            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-            stmt = insert(t).values(**row).on_conflict_do_nothing(index_elements=["url_hash"])
-        notify = self.dialect == "postgresql"
+            notify = None
 
         def work(conn: Connection) -> None:
-            if conn.execute(stmt).rowcount and notify:
-                # Delivered at COMMIT, so a woken waiter always finds the row.
-                conn.execute(sa.select(sa.func.pg_notify(self._channel, "")))
+            inserted = conn.execute(stmt)
+            if notify is not None and inserted.first() is not None:
+                # Only for a new row; delivered at COMMIT, so a woken waiter finds the row.
+                conn.execute(notify)
 
         self._run("queueing an association request", work)
 
@@ -131,8 +141,11 @@ class SQLQueue(SQLBackend, Queue):
         """True as soon as an item is claimable (waiting, or its lease ran out); False
         after ``timeout`` seconds without one."""
         deadline = time.monotonic() + timeout
-        # LISTEN before looking, so a put between the look and the block is not missed.
+        # LISTEN (and forget earlier NOTIFYs) before looking, so a put between the look and
+        # the block is never missed and an old one never reported.
         listening = self.dialect == "postgresql" and self._listen()
+        if listening:
+            self._notified(0, stop_after=None)
         while True:
             if self._claimable():
                 return True
@@ -209,8 +222,9 @@ class SQLQueue(SQLBackend, Queue):
             self._listener, self._listener_pid = conn, os.getpid()
             return True
 
-    def _notified(self, timeout: float) -> bool:
-        """Block up to ``timeout`` for a NOTIFY from ``put``."""
+    def _notified(self, timeout: float, *, stop_after: int | None = 1) -> bool:
+        """Block up to ``timeout`` for a NOTIFY from ``put`` (with ``stop_after=None``:
+        consume every NOTIFY that arrives within ``timeout``)."""
         import psycopg
 
         if not self._listen_lock.acquire(timeout=timeout):
@@ -221,7 +235,7 @@ class SQLQueue(SQLBackend, Queue):
             if listener is None:
                 return False
             try:
-                return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
+                return bool(list(listener.notifies(timeout=timeout, stop_after=stop_after)))
             except psycopg.Error as err:
                 self._listener = None
                 listener.close()
