@@ -13,8 +13,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from python3_op import Python3OP  # noqa: E402
 
-from openid_plugins.relying_party import RelyingParty  # noqa: E402
-
 RETURN_TO = "https://rp.example/finish"
 REALM = "https://rp.example/"
 
@@ -34,6 +32,8 @@ def op(op_server):
 
 @pytest.fixture
 def make_rp(tmp_path):
+    from openid_plugins.relying_party import RelyingParty
+
     made: list[RelyingParty] = []
 
     def make(**settings) -> RelyingParty:
