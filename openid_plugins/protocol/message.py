@@ -70,28 +70,50 @@ def kv_encode(pairs: Iterable[tuple[str, str]] | Mapping[str, str]) -> bytes:
 
 
 def kv_decode(data: bytes | str, *, strict: bool = False) -> dict[str, str]:
-    """Parse Key-Value form. Lines without a colon are skipped (logged), surrounding
-    whitespace is stripped, as deployed OPs need; ``strict`` raises on both instead."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    """Parse Key-Value form (4.1.1). Deployed OPs bend the format, so by default each
+    deviation is logged and repaired as python-openid does: a missing final newline is
+    accepted, lines without a colon are skipped, whitespace around keys and values is
+    stripped, and of a repeated key (4.1 forbids it) the last value is kept. ``strict``
+    raises ``ProtocolError`` for each of these instead. Non-UTF-8 bytes are always refused.
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("KV form is not UTF-8 (4.1); the response is unusable") from None
+    else:
+        text = data
     result: dict[str, str] = {}
     if not text:
         return result
+
+    def deviation(problem: str) -> None:
+        if strict:
+            raise ProtocolError(f"KV form {problem}")
+        log.warning("KV form %s", problem)
+
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    elif strict:
-        raise ProtocolError("KV form does not end with a newline")
+    else:
+        deviation("does not end with a newline")
     for number, line in enumerate(lines, 1):
         key, sep, value = line.partition(":")
         if not sep:
-            if strict:
-                raise ProtocolError(f"KV form line {number} has no colon: {line!r}")
-            if line.strip():
-                log.warning("KV form line %d has no colon, skipped: %r", number, line[:80])
+            if strict or line.strip():
+                deviation(f"line {number} has no colon, skipped: {line[:80]!r}")
             continue
-        if strict and (key != key.strip() or value != value.strip()):
-            raise ProtocolError(f"KV form line {number} has surrounding whitespace")
-        result[key.strip()] = value.strip()
+        if key != key.strip():
+            deviation(f"line {number}: whitespace around the key {key[:80]!r} ignored")
+            key = key.strip()
+        if not key:
+            deviation(f"line {number} has an empty key")
+        if value != value.strip():
+            deviation(f"line {number}: whitespace around the value of {key[:80]!r} ignored")
+            value = value.strip()
+        if key in result:
+            deviation(f"line {number} repeats the key {key[:80]!r}; the last value is kept")
+        result[key] = value
     return result
 
 
@@ -217,7 +239,7 @@ class Message:
     def add_extension(self, namespace: str, args: Mapping[str, str], alias: str | None) -> str:
         """Declare ``namespace`` (choosing a free alias) and add its arguments; return the
         alias used. Adding to an already declared namespace merges the arguments."""
-        existing = self.extension_aliases().get(namespace)
+        existing = self.alias_for(namespace)
         if existing is None:
             existing = self._free_alias(alias)
             if self.is_openid2:
