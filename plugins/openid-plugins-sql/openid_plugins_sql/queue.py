@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -32,6 +33,8 @@ POLL_INTERVAL = 0.25
 #: Longest single block on LISTEN before looking at the table again: expired leases make
 #: items claimable without any NOTIFY.
 LISTEN_SLICE = 1.0
+#: Tries of a release that races a put of the same URL.
+_RELEASE_ATTEMPTS = 3
 
 
 class SQLQueue(SQLBackend, Queue):
@@ -51,9 +54,11 @@ class SQLQueue(SQLBackend, Queue):
     def put(self, server_url: str) -> None:
         check_server_url(server_url)
         t = self.tables.queue
+        url_hash = sha256_hex(server_url)
         row = {
             "server_url": server_url,
-            "url_hash": sha256_hex(server_url),
+            "url_hash": url_hash,
+            "waiting_hash": url_hash,
             "claimed_until": 0.0,
             "token": None,
             "queued": self.clock.now(),
@@ -62,20 +67,22 @@ class SQLQueue(SQLBackend, Queue):
             stmt: sa.Executable = (
                 postgresql.insert(t)
                 .values(**row)
-                .on_conflict_do_nothing(index_elements=["url_hash"])
+                .on_conflict_do_nothing(index_elements=["waiting_hash"])
                 .returning(t.c.id)
             )
             notify = sa.select(sa.func.pg_notify(self._channel, ""))
         elif self.dialect == "sqlite":
             stmt = (
-                sqlite.insert(t).values(**row).on_conflict_do_nothing(index_elements=["url_hash"])
+                sqlite.insert(t)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["waiting_hash"])
             )
             notify = None
         else:
             # A no-op update rather than INSERT IGNORE, which would also turn real errors
             # (truncation, bad values) into warnings.
             ins = mysql.insert(t).values(**row)
-            stmt = ins.on_duplicate_key_update(url_hash=ins.inserted.url_hash)
+            stmt = ins.on_duplicate_key_update(waiting_hash=ins.inserted.waiting_hash)
             notify = None
 
         def work(conn: Connection) -> None:
@@ -102,7 +109,7 @@ class SQLQueue(SQLBackend, Queue):
             # Concurrent claimers skip each other's rows instead of queueing behind them;
             # SQLite instead serializes claims with BEGIN IMMEDIATE (see _run).
             query = query.with_for_update(skip_locked=self._skip_locked())
-        update = sa.update(t).values(claimed_until=now + lease, token=token)
+        update = sa.update(t).values(claimed_until=now + lease, token=token, waiting_hash=None)
 
         def work(conn: Connection) -> list[Any]:
             rows = conn.execute(query).all()
@@ -124,14 +131,41 @@ class SQLQueue(SQLBackend, Queue):
 
     def release(self, items: Iterable[QueueItem]) -> None:
         claims = self._claims(items)
-        if claims:
-            t = self.tables.queue
-            stmt = (
-                sa.update(t)
-                .where(t.c.id == sa.bindparam("b_id"), t.c.token == sa.bindparam("b_token"))
-                .values(claimed_until=0.0, token=None)
-            )
-            self._run("releasing queue items", lambda conn: conn.execute(stmt, claims))
+        if not claims:
+            return
+        t = self.tables.queue
+        held = sa.select(t.c.url_hash).where(
+            t.c.id == sa.bindparam("b_id"), t.c.token == sa.bindparam("b_token")
+        )
+        if self.dialect != "sqlite":
+            held = held.with_for_update()
+        waiting = sa.select(t.c.id).where(t.c.waiting_hash == sa.bindparam("b_hash"))
+        drop = sa.delete(t).where(t.c.id == sa.bindparam("b_id"))
+        back = (
+            sa.update(t)
+            .where(t.c.id == sa.bindparam("b_id"))
+            .values(claimed_until=0.0, token=None, waiting_hash=sa.bindparam("b_hash"))
+        )
+
+        def work(conn: Connection) -> None:
+            for claim in claims:
+                url_hash = conn.scalar(held, claim)
+                if url_hash is None:  # acked, or the lease ran out and another claim took it
+                    continue
+                # Put back, unless the URL was queued again meanwhile: then that row stands
+                # for the need and this one goes.
+                args = {"b_id": claim["b_id"], "b_hash": url_hash}
+                conn.execute(drop if conn.scalar(waiting, args) else back, args)
+
+        for attempt in range(1, _RELEASE_ATTEMPTS + 1):
+            try:
+                self._run("releasing queue items", work, passthrough=(exc.IntegrityError,))
+                return
+            except exc.IntegrityError as err:
+                # A put of the same URL committed between our look and our update; the
+                # next attempt sees it and drops this row instead.
+                if attempt == _RELEASE_ATTEMPTS:
+                    raise self._failure("releasing queue items", err) from err
 
     def pending(self) -> int:
         query = sa.select(sa.func.count()).select_from(self.tables.queue)

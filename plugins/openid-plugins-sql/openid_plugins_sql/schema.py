@@ -112,11 +112,15 @@ def tables(prefix: str) -> Tables:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
         sa.Column("server_url", sa.Text, nullable=False),
         sa.Column("url_hash", _HASH, nullable=False),
+        # url_hash while the row waits unclaimed, NULL once claimed: the unique key makes a
+        # put of a waiting URL a no-op, while a URL being worked on can be asked for again.
+        # (A NULL never collides, on every dialect; MySQL has no partial indexes.)
+        sa.Column("waiting_hash", _HASH, nullable=True),
         # 0 = waiting; a time = claimed until then (claimable again afterwards).
         sa.Column("claimed_until", sa.Double, nullable=False, server_default=sa.text("0")),
         sa.Column("token", sa.String(32), nullable=True),
         sa.Column("queued", sa.Double, nullable=False),
-        sa.UniqueConstraint("url_hash", name=f"{prefix}queue_url"),
+        sa.UniqueConstraint("waiting_hash", name=f"{prefix}queue_waiting"),
         sa.Index(f"{prefix}queue_claimable", "claimed_until", "id"),
         **_MYSQL_OPTIONS,
     )

@@ -144,10 +144,17 @@ class SQLStore(SQLBackend, Store):
         return None if text is None else json.loads(text)
 
     def cache_set(self, namespace: str, key: str, value: Any, ttl: float) -> None:
+        try:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise StoreError(
+                f"cache value for {namespace!r}/{key!r} is not JSON ({err}); store plain "
+                "dicts, lists, strings, finite numbers, booleans and None"
+            ) from err
         row = {
             "key_hash": _cache_key(namespace, key),
             "namespace": namespace,
-            "value": json.dumps(value, separators=(",", ":")),
+            "value": text,
             "expires": self.clock.now() + ttl,
         }
         stmt = upsert(self.dialect, self.tables.cache, row, ("key_hash",))

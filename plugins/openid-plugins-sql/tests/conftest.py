@@ -23,6 +23,8 @@ PG_URL = os.environ.get(
     "OPENID_PLUGINS_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 MYSQL_URL = os.environ.get("OPENID_PLUGINS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+pytest_plugins = ["openid_plugins.testing.contract"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SERVER_URLS = {"postgresql": PG_URL, "mysql": MYSQL_URL}
 DIALECTS = ["sqlite", "postgresql", "mysql"]
