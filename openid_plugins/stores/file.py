@@ -14,7 +14,7 @@ Layout (version 1; ``LAYOUT`` names it so later versions can migrate)::
     LAYOUT                                 {"format": "openid-plugins file store", "layout": 1}
     cleanup-stamp                          mtime = when cleanup last ran (store clock)
     tmp/                                   temp files of in-flight writes
-    associations/<H(url)>/<H(handle)>.json one file per association of one OP endpoint
+    associations/<H(url)>/<H(handle)>.json {"server_url": url, "association": to_json text}
     associations-expiry/<bucket>/<H(url)>.<H(handle)>   expiry index (empty marker files)
     nonces/<bucket>/<H(url, timestamp, salt)>           one empty file per used nonce
     cache/<H(namespace, key)>.json         cache entries with their expiry
@@ -93,10 +93,13 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 def digest(*parts: str | float) -> str:
-    """The SHA-256 hex of ``parts``, encoded as a JSON array so that no two different
-    tuples share an encoding (and lone surrogates still encode)."""
-    text = json.dumps(list(parts), ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    """The SHA-256 hex of one string's UTF-8 (lone surrogates allowed), or of several
+    parts encoded as a JSON array, so that no two different tuples share an encoding."""
+    if len(parts) == 1 and isinstance(parts[0], str):
+        data = parts[0].encode("utf-8", "surrogatepass")
+    else:
+        data = json.dumps(list(parts), separators=(",", ":")).encode("ascii")
+    return hashlib.sha256(data).hexdigest()
 
 
 def make_private_dir(path: Path) -> None:
@@ -301,7 +304,11 @@ class FileStore(Store):
         _check_url(server_url)
         _check_expiry(association)
         server, handle = digest(server_url), digest(association.handle)
-        text = f'{{"server_url":{json.dumps(server_url)},"association":{association.to_json()}}}'
+        # The association stays in its own to_json text, parsed once by from_json on reads.
+        text = json.dumps(
+            {"server_url": server_url, "association": association.to_json()},
+            separators=(",", ":"),
+        )
         with self._errors("store an association"):
             self._mark(
                 self._association_index,
@@ -317,7 +324,8 @@ class FileStore(Store):
         directory = self._associations / digest(server_url)
         with self._errors("read associations"):
             if handle is not None:
-                found = self._read_association(directory / f"{digest(handle)}.json", server_url)
+                path = directory / f"{digest(handle)}.json"
+                found = self._read_association(path, server_url, handle)
                 if found is None or found.remaining(now) <= 0:
                     return None
                 return found
@@ -327,7 +335,7 @@ class FileStore(Store):
                 if not RECORD_NAME.fullmatch(name):
                     self._foreign(directory / name, "not a file name this store writes")
                     continue
-                found = self._read_association(directory / name, server_url)
+                found = self._read_association(directory / name, server_url, None)
                 if found is not None and found.remaining(now) > 0:
                     valid.append(found)
         return max(valid, key=lambda a: (a.issued, a.expires, a.handle), default=None)
@@ -345,21 +353,29 @@ class FileStore(Store):
                 return False
             return True
 
-    def _read_association(self, path: Path, server_url: str) -> Association | None:
+    def _read_association(
+        self, path: Path, server_url: str, handle: str | None
+    ) -> Association | None:
+        """The record at ``path`` if it is a sound association of ``server_url`` stored
+        under its own handle's name (``handle``, when known, spares hashing it again)."""
         try:
             data = read_json_object(path, MAX_ASSOCIATION_BYTES)
             if data is None:
                 return None
             if data.get("server_url") != server_url:
                 raise ForeignFileError("a record of another server URL")
-            found = Association.from_json(json.dumps(data["association"]))
+            found = Association.from_json(data["association"])
         except ForeignFileError as exc:
             self._foreign(path, str(exc))
             return None
         except (KeyError, TypeError, ValueError) as exc:
             self._foreign(path, f"not an association record ({exc!r})")
             return None
-        if f"{digest(found.handle)}.json" != path.name:
+        if handle is not None:
+            named_right = found.handle == handle
+        else:
+            named_right = f"{digest(found.handle)}.json" == path.name
+        if not named_right:
             self._foreign(path, "its handle does not match its file name")
             return None
         return found
@@ -572,7 +588,7 @@ class FileStore(Store):
         try:
             data = json.loads(raw)
             if "association" in data:
-                expires = Association.from_json(json.dumps(data["association"])).expires
+                expires = Association.from_json(data["association"]).expires
             else:
                 expires = float(data["expires"])
         except (KeyError, TypeError, ValueError, UnicodeDecodeError):

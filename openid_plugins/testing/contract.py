@@ -710,7 +710,7 @@ class QueueContract:
 
     def test_wait_times_out_when_empty(self, contract_queue: Queue) -> None:
         assert contract_queue.wait(0) is False
-        assert contract_queue.wait(0.2) is False
+        assert contract_queue.wait(0.1) is False
         contract_queue.put(OP)
         [item] = contract_queue.claim()
         assert contract_queue.wait(0.05) is False  # a claimed item is not claimable
