@@ -120,6 +120,28 @@ def test_layout_marker(root, clock):
     make(root, clock)  # reopening accepts its own marker
 
 
+def test_concurrent_first_opens_all_succeed(tmp_path, clock):
+    import threading
+
+    for attempt in range(5):
+        root = tmp_path / f"new{attempt}"
+        barrier, errors = threading.Barrier(8), []
+
+        def opener(root=root, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                make(root, clock).use_nonce(OP, clock.now(), "s")
+            except Exception as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=opener) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+
+
 def test_future_layout_version_refused(root, clock):
     make(root, clock)
     (root / "LAYOUT").write_text(json.dumps({"format": "openid-plugins file store", "layout": 2}))

@@ -232,18 +232,21 @@ def open_layout(root: Path, kind: str, error: type[OpenIDError]) -> None:
         raise error(f"{marker} is damaged ({exc}); restore it or move {root} aside") from None
     if data is None:
         others = [e for e in os.listdir(root) if not e.startswith(f".{LAYOUT_FILE}.")]
-        if others:
+        if not others:
+            text = json.dumps({"format": fmt, "layout": LAYOUT_VERSION}) + "\n"
+            fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{LAYOUT_FILE}.")
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), FILE_MODE)
+                f.write(text)
+            os.replace(tmp, marker)
+            return
+        # Another process may have laid the directory out since we looked for the marker.
+        data = read_json_object(marker, 4096)
+        if data is None:
             raise error(
                 f"{root} is not empty and is not an {fmt} (no {LAYOUT_FILE} file);"
                 " point the URL at a new or empty directory"
             )
-        text = json.dumps({"format": fmt, "layout": LAYOUT_VERSION}) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{LAYOUT_FILE}.")
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
-            f.write(text)
-        os.replace(tmp, marker)
-        return
     if data.get("format") != fmt:
         raise error(f"{root} holds {data.get('format')!r}, not an {fmt}; use another directory")
     if data.get("layout") != LAYOUT_VERSION:
