@@ -177,8 +177,8 @@ class SQLQueue(SQLBackend, Queue):
         deadline = time.monotonic() + timeout
         # LISTEN (and forget earlier NOTIFYs) before looking, so a put between the look and
         # the block is never missed and an old one never reported.
-        listening = self.dialect == "postgresql" and self._listen()
-        if listening:
+        if self.dialect == "postgresql":
+            self._listen()
             self._notified(0, stop_after=None)
         while True:
             if self._claimable():
@@ -186,7 +186,7 @@ class SQLQueue(SQLBackend, Queue):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            if listening:
+            if self._listener is not None:
                 if self._notified(min(left, LISTEN_SLICE)):
                     return True
             else:
@@ -230,7 +230,7 @@ class SQLQueue(SQLBackend, Queue):
             claims.append({"b_id": int(row_id), "b_token": token})
         return claims
 
-    def _listen(self) -> bool:
+    def _listen(self) -> None:
         """Open (once per process) the dedicated connection that LISTENs for puts."""
         self._ready()
         with self._listen_lock:
@@ -238,7 +238,8 @@ class SQLQueue(SQLBackend, Queue):
                 # Inherited over fork: the socket is the parent's; psycopg will not close it.
                 self._listener = None
             if self._listener is not None and not self._listener.closed:
-                return True
+                return
+            self._listener = None
             import psycopg
             from psycopg import sql
 
@@ -247,14 +248,17 @@ class SQLQueue(SQLBackend, Queue):
             )
             try:
                 conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                try:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                except psycopg.Error:
+                    conn.close()
+                    raise
             except psycopg.Error as err:
                 raise QueueError(
                     f"cannot LISTEN for queue items on {self.target.display} ({err}); check "
                     "that the database is reachable"
                 ) from err
             self._listener, self._listener_pid = conn, os.getpid()
-            return True
 
     def _notified(self, timeout: float, *, stop_after: int | None = 1) -> bool:
         """Block up to ``timeout`` for a NOTIFY from ``put`` (with ``stop_after=None``:
@@ -271,11 +275,11 @@ class SQLQueue(SQLBackend, Queue):
             try:
                 return bool(list(listener.notifies(timeout=timeout, stop_after=stop_after)))
             except psycopg.Error as err:
+                # The server restarted or the connection broke: poll for the rest of this
+                # wait(); the next one LISTENs again.
+                log.warning("lost the LISTEN connection to %s: %s", self.target.display, err)
                 self._listener = None
                 listener.close()
-                raise QueueError(
-                    f"lost the LISTEN connection to {self.target.display} ({err}); the next "
-                    "wait() reconnects"
-                ) from err
+                return False
         finally:
             self._listen_lock.release()

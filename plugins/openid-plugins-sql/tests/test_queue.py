@@ -43,7 +43,7 @@ def test_items_not_from_this_queue_are_refused(queue: SQLQueue) -> None:
 @pytest.mark.parametrize("dialect", ["postgresql"])
 def test_postgresql_put_sends_a_notify_to_listeners(url: str, options: StoreOptions) -> None:
     with SQLQueue(url, options) as waiter, SQLQueue(url, options) as producer:
-        assert waiter._listen() is True
+        waiter._listen()
         assert waiter._notified(0.05) is False
         producer.put(OPS[0])
         assert waiter._notified(30) is True
