@@ -39,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 import pytest
@@ -187,11 +188,20 @@ class ProcessRacers:
     def run(self, race: Callable[..., Any], *args: Any) -> list[Any]:
         """What ``race(*args)`` returned in each worker; raises what one raised."""
         futures = [self.pool.submit(race, *args) for _ in range(self.count)]
-        try:
-            return [future.result(timeout=PATIENCE) for future in futures]
-        finally:
-            if self.barrier.broken:
-                self.barrier.reset()
+        # Every racer must be done before the barrier is reset for the next race.
+        _, unfinished = futures_wait(futures, timeout=PATIENCE)
+        if unfinished:
+            pytest.fail(f"{len(unfinished)} racing processes still busy after {PATIENCE}s")
+        if self.barrier.broken:
+            self.barrier.reset()
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        if failures:
+            # The racer that failed first broke the barrier for the others: report it.
+            raise next(
+                (e for e in failures if not isinstance(e, threading.BrokenBarrierError)),
+                failures[0],
+            )
+        return [future.result() for future in futures]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -223,38 +233,38 @@ def race_nonces(
 ) -> list[bool]:
     """In a racer: open the store by URL with the system clock and use each nonce once all
     racers are ready for it; which ones this process won."""
-    store = open_store(_plugin_manager, url, StoreOptions(nonce_skew=SKEW, extra=extra))
+    options = StoreOptions(nonce_skew=SKEW, extra=extra)
     try:
-        wins = []
-        for server_url, timestamp, salt in nonces:
-            _at_start_line()
-            wins.append(store.use_nonce(server_url, timestamp, salt))
-        return wins
+        with open_store(_plugin_manager, url, options) as store:
+            wins = []
+            for server_url, timestamp, salt in nonces:
+                _at_start_line()
+                wins.append(store.use_nonce(server_url, timestamp, salt))
+            return wins
     except BaseException:
-        _barrier.abort()
+        _barrier.abort()  # the other racers fail at once instead of waiting
         raise
-    finally:
-        store.close()
 
 
 def race_claims(url: str, extra: dict[str, Any]) -> list[str]:
     """In a racer: open the queue by URL and claim small batches until a claim comes back
     empty; the URLs this process claimed."""
-    queue = open_queue(_plugin_manager, url, StoreOptions(nonce_skew=SKEW, extra=extra))
+    options = StoreOptions(nonce_skew=SKEW, extra=extra)
     try:
-        _at_start_line()
-        claimed: list[str] = []
-        while items := queue.claim(limit=3, lease=600):
-            claimed.extend(item.server_url for item in items)
-        return claimed
+        with open_queue(_plugin_manager, url, options) as queue:
+            _at_start_line()
+            claimed: list[str] = []
+            while items := queue.claim(limit=3, lease=600):
+                claimed.extend(item.server_url for item in items)
+            return claimed
     except BaseException:
-        _barrier.abort()
+        _barrier.abort()  # the other racers fail at once instead of waiting
         raise
-    finally:
-        queue.close()
 
 
-def _association(handle: str, issued: float, lifetime: float = 3600.0, secret: bytes = b"") -> Any:
+def _association(
+    handle: str, issued: float, lifetime: float = 3600.0, secret: bytes = b""
+) -> Association:
     return Association(
         handle=handle,
         secret=secret or handle.encode("utf-8", "surrogatepass")[:20].ljust(20, b"\0"),
