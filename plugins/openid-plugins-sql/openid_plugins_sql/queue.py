@@ -231,17 +231,26 @@ class SQLQueue(SQLBackend, Queue):
         return claims
 
     def _listen(self) -> None:
-        """Open (once per process) the dedicated connection that LISTENs for puts."""
+        """Make sure the dedicated connection that LISTENs for puts is open and alive (one
+        round trip), reconnecting after a server restart."""
+        import psycopg
+        from psycopg import sql
+
         self._ready()
         with self._listen_lock:
             if self._listener is not None and self._listener_pid != os.getpid():
                 # Inherited over fork: the socket is the parent's; psycopg will not close it.
                 self._listener = None
-            if self._listener is not None and not self._listener.closed:
-                return
-            self._listener = None
-            import psycopg
-            from psycopg import sql
+            if self._listener is not None:
+                try:
+                    self._listener.execute("SELECT 1")
+                    return
+                except psycopg.Error as err:
+                    log.warning(
+                        "LISTEN connection to %s lost (%s); reconnecting", self.target.display, err
+                    )
+                    self._listener.close()
+                    self._listener = None
 
             conninfo = self.target.url.set(drivername="postgresql").render_as_string(
                 hide_password=False
