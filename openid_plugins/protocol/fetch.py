@@ -81,11 +81,16 @@ class FetchResponse:
     @property
     def charset(self) -> str | None:
         """The ``charset`` parameter of the Content-Type, if any."""
-        for param in self.headers.get("content-type", "").split(";")[1:]:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "charset" and value.strip():
-                return value.strip().strip("\"'")
-        return None
+        return content_type_charset(self.headers.get("content-type", ""))
+
+
+def content_type_charset(content_type: str) -> str | None:
+    """The ``charset`` parameter of a Content-Type value, if any."""
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip("\"'")
+    return None
 
 
 # -- connection pinning ------------------------------------------------------------------
