@@ -174,7 +174,18 @@ def test_not_xri(user_input: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "user_input", ["", "   ", "ftp://example.com/", "mailto://x@example.com", "http://", "a b"]
+    "user_input",
+    [
+        "",
+        "   ",
+        "ftp://example.com/",
+        "mailto://x@example.com",
+        "http://",
+        "a b",
+        "alice@example.com",
+        "https://bank.example@evil.example/",
+        "https://user:pass@example.com/",
+    ],
 )
 def test_normalize_identifier_rejects(user_input: str) -> None:
     with pytest.raises(IncorrectURIError) as info:

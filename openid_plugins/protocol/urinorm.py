@@ -78,8 +78,14 @@ def normalize_identifier(user_input: str) -> str:
             f"{user_input!r} is not an http or https URL: OpenID identifiers must be web addresses"
         )
     # 7.2 step 3: the fragment is stripped together with the "#".
-    text = text.partition("#")[0]
-    return normalize_uri(text)
+    parts = split_uri(text.partition("#")[0])
+    if parts.userinfo is not None:
+        # RFC 9110 4.2.4: userinfo in a URI from an untrusted source is to be treated as an
+        # error; "https://bank.example@evil.example/" exists to mislead.
+        raise IncorrectURIError(
+            f"{user_input!r} has a user name before its host; enter the address without it"
+        )
+    return str(parts)
 
 
 class URIParts(NamedTuple):
