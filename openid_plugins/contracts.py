@@ -126,6 +126,15 @@ class Store(ABC):
         """Record a response nonce; True exactly once per (server_url, timestamp, salt), and
         False for a timestamp outside ``nonce_skew`` of now. Atomic across processes."""
 
+    def nonce_seen(self, server_url: str, timestamp: float, salt: str) -> bool:
+        """Whether ``use_nonce`` already recorded this nonce, without recording it.
+
+        Lets ``complete()`` name a replay before it asks the OP (a stateless OP answers a
+        replay with "invalid"). Advisory only: ``use_nonce`` stays the atomic decision.
+        Backends that cannot look up cheaply may keep this default.
+        """
+        return False
+
     # -- cache (discovery results, OP capabilities, back-off state) -----------------------
 
     @abstractmethod

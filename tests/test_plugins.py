@@ -105,12 +105,14 @@ def test_plugin_registered_in_code_overrides_clock():
 def test_blocking_a_builtin_removes_its_scheme():
     pm = make_plugin_manager(block=["file_store"])
     assert "file" not in store_schemes(pm)
-    with pytest.raises(UnknownSchemeError, match="Installed store schemes: memory"):
+    with pytest.raises(UnknownSchemeError, match="Installed store schemes: .*memory") as info:
         open_store(pm, "file:///tmp/x", StoreOptions())
+    listed = str(info.value).split("Installed store schemes: ")[1].split(", ")
+    assert "memory" in listed and "file" not in listed
 
 
 def test_unknown_scheme_names_the_distribution_to_install():
-    pm = make_plugin_manager()
+    pm = make_plugin_manager(block=["sql", "memcached", "mongodb"])
     with pytest.raises(UnknownSchemeError) as info:
         open_store(pm, "postgresql://db/openid", StoreOptions())
     message = str(info.value)

@@ -1,0 +1,215 @@
+"""Making and keeping associations with OPs (OpenID 2.0 section 8) for every association
+mode: ``inline`` negotiates during ``begin()``, ``background`` only queues the endpoint for the
+fetcher, ``stateless`` never associates.
+
+It also remembers what a login must not pay for again: an OP that refuses associations (for
+``refusal_ttl``; python3-openid retries on every login) and an OP that failed recently
+(exponential, capped back-off), both kept in the shared store so every process knows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from .config import Settings
+from .contracts import Association, Clock, Queue, Store
+from .errors import AssociationError, AssociationRefusedError, FetchError, ProtocolError
+from .protocol.association import negotiate
+from .protocol.endpoint import Endpoint
+from .protocol.fetch import Fetcher
+from .protocol.message import Message
+
+log = logging.getLogger("openid_plugins.associator")
+
+REFUSED = "assoc-refused"
+BACKOFF = "assoc-backoff"
+#: Whether a queued endpoint speaks OpenID 2.0, so the fetcher sends the right request.
+VERSION = "op-version"
+BACKOFF_FIRST = 30.0
+BACKOFF_MAX = 3600.0
+#: Do not queue the same endpoint again from this process within this many seconds.
+REQUEUE_AFTER = 60.0
+
+
+class Associator:
+    """Shared by ``RelyingParty`` (inline and background modes) and the fetcher."""
+
+    def __init__(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        clock: Clock,
+        settings: Settings,
+        pm: pluggy.PluginManager,
+        *,
+        queue: Callable[[], Queue],
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.clock = clock
+        self.settings = settings
+        self.pm = pm
+        self._queue = queue
+        #: Renew an association this long before it expires (capped at a quarter of its
+        #: lifetime), well before ``association_margin`` makes logins stop using it.
+        self.renew_before = 3600.0
+        self._lock = threading.Lock()
+        self._queued: dict[str, float] = {}
+        self._expiries: dict[str, float] = {}
+
+    # -- what a login uses -----------------------------------------------------------------
+
+    def usable(self, server_url: str) -> Association | None:
+        """The newest association that still has more than ``association_margin`` left."""
+        association = self.store.get_association(server_url)
+        if association is None:
+            return None
+        if association.remaining(self.clock.now()) <= self.settings.association_margin:
+            return None
+        return association
+
+    def association_for_login(self, endpoint: Endpoint) -> Association | None:
+        """The association ``begin()`` should use, per the configured mode."""
+        mode = self.settings.association
+        if mode == "stateless":
+            return None
+        association = self.usable(endpoint.server_url)
+        if mode == "inline":
+            if association is not None or not self._may_try(endpoint.server_url):
+                return association
+            try:
+                return self.associate(endpoint.server_url, openid2=endpoint.is_openid2)
+            except AssociationError as exc:
+                log.warning("continuing statelessly with %s: %s", endpoint.server_url, exc)
+                return None
+        if association is None or self._renewal_due(association):
+            self.request_background(endpoint)
+        return association
+
+    def _renewal_due(self, association: Association) -> bool:
+        window = min(self.renew_before, association.lifetime / 4)
+        return association.remaining(self.clock.now()) <= window
+
+    def _may_try(self, server_url: str) -> bool:
+        """False while the OP is known to refuse associations or is backing off."""
+        if self.store.cache_get(REFUSED, server_url) is not None:
+            return False
+        backoff = self.store.cache_get(BACKOFF, server_url)
+        return not (backoff and float(backoff.get("until", 0)) > self.clock.now())
+
+    def needs_association(self, server_url: str) -> bool:
+        """Whether the fetcher should associate with ``server_url`` now."""
+        association = self.usable(server_url)
+        if association is not None and not self._renewal_due(association):
+            return False
+        return self._may_try(server_url)
+
+    # -- background requests ---------------------------------------------------------------
+
+    def request_background(self, endpoint: Endpoint) -> None:
+        """Queue the endpoint for the fetcher (seed 000), at most once a minute per process."""
+        server_url = endpoint.server_url
+        now = time.monotonic()
+        with self._lock:
+            if now - self._queued.get(server_url, -REQUEUE_AFTER) < REQUEUE_AFTER:
+                return
+            self._queued[server_url] = now
+        if not self._may_try(server_url):
+            return
+        if not endpoint.is_openid2:
+            self.store.cache_set(VERSION, server_url, {"openid2": False}, 30 * 86400.0)
+        self._queue().put(server_url)
+        self._event("queued", server_url)
+
+    def handle_invalidated(self, server_url: str) -> None:
+        """The OP confirmed an association is gone: get a new one."""
+        with self._lock:
+            self._queued.pop(server_url, None)
+        if self.settings.association == "background":
+            version = self.store.cache_get(VERSION, server_url) or {}
+            self.request_background(
+                Endpoint(
+                    server_url=server_url,
+                    claimed_id=None,
+                    local_id=None,
+                    type_uris=(() if version.get("openid2") is False else _OPENID2_TYPES),
+                )
+            )
+
+    # -- making associations ---------------------------------------------------------------
+
+    def associate(self, server_url: str, *, openid2: bool | None = None) -> Association:
+        """Negotiate an association (8.2.4: one retry with the OP's suggestion) and store it.
+
+        Raises ``AssociationRefusedError`` (remembered for ``refusal_ttl``) or
+        ``AssociationError`` (the OP backs off exponentially).
+        """
+        if openid2 is None:
+            openid2 = (self.store.cache_get(VERSION, server_url) or {}).get("openid2", True)
+
+        def post(message: Message) -> Message:
+            response = self.fetcher.post(server_url, message.to_post_args())
+            if response.status not in (200, 400):
+                raise AssociationError(
+                    f"{server_url} answered the associate request with HTTP {response.status}"
+                )
+            return Message.from_kv(response.body)
+
+        started = time.perf_counter()
+        try:
+            association = negotiate(server_url, post, self.clock, openid2=bool(openid2))
+        except AssociationRefusedError as exc:
+            self.store.cache_set(
+                REFUSED, server_url, {"reason": str(exc)}, self.settings.refusal_ttl
+            )
+            self._event("refused", server_url, reason=str(exc))
+            raise
+        except (AssociationError, FetchError, ProtocolError, UnicodeDecodeError) as exc:
+            delay = self._back_off(server_url)
+            self._event("failed", server_url, reason=str(exc), retry_in=delay)
+            raise AssociationError(
+                f"could not associate with {server_url}: {exc}; retrying in {delay:.0f} s"
+            ) from exc
+        self.store.store_association(server_url, association)
+        self.store.cache_delete(BACKOFF, server_url)
+        with self._lock:
+            self._expiries[server_url] = association.expires
+            self._queued.pop(server_url, None)
+        elapsed = time.perf_counter() - started
+        self._event("made", server_url, seconds=elapsed, assoc_type=association.assoc_type)
+        return association
+
+    def _back_off(self, server_url: str) -> float:
+        previous = self.store.cache_get(BACKOFF, server_url) or {}
+        failures = int(previous.get("failures", 0)) + 1
+        delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
+        self.store.cache_set(
+            BACKOFF,
+            server_url,
+            {"failures": failures, "until": self.clock.now() + delay},
+            delay + BACKOFF_MAX,
+        )
+        return delay
+
+    def due_for_renewal(self) -> list[str]:
+        """Endpoints this process associated with whose association nears expiry."""
+        now = self.clock.now()
+        with self._lock:
+            due = [
+                url for url, expires in self._expiries.items() if expires - now <= self.renew_before
+            ]
+            for url in due:
+                del self._expiries[url]
+        return due
+
+    def _event(self, event: str, server_url: str, **details: Any) -> None:
+        self.pm.hook.openid_association_event(event=event, server_url=server_url, details=details)
+
+
+_OPENID2_TYPES = ("http://specs.openid.net/auth/2.0/signon",)
