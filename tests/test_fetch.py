@@ -97,6 +97,8 @@ def test_hostnames_resolve_and_connect_to_the_resolved_address(server, fetcher):
     response = fetcher.get(f"http://localhost:{server.port}/name")
     assert response.body == b"by name"
     assert server.requests[0].headers["host"] == f"localhost:{server.port}"
+    # The pin is keyed on the host as it is connected to (lower-cased, IDNA-encoded).
+    assert fetcher.get(f"http://LocalHost:{server.port}/name").body == b"by name"
 
 
 def test_the_session_never_connects_without_approved_addresses(server, fetcher):

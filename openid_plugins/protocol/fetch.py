@@ -390,7 +390,15 @@ class Fetcher:
         form: Mapping[str, str] | None,
         deadline: float,
     ) -> FetchResponse:
-        host, port, addresses = self._check(url)
+        try:
+            # Prepared first: the policy must see, and the pin must hold, the host exactly as
+            # it will be connected to (IDNA-encoded, lower-cased).
+            prepared = self._session.prepare_request(
+                requests.Request(method, url, headers=dict(headers), data=form)
+            )
+        except (requests.RequestException, ValueError) as exc:
+            raise FetchRefusedError(f"refusing to fetch {redact(url)!r}: {exc}") from exc
+        host, port, addresses = self._check(prepared.url or url)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._timed_out(url)
@@ -401,11 +409,8 @@ class Fetcher:
         log.debug("%s %s (%s)", method, redact(url), ", ".join(addresses))
         with _pinned(host, port, addresses):
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    data=form,
+                response = self._session.send(
+                    prepared,
                     timeout=timeout,
                     verify=self.settings.verify_tls,
                     allow_redirects=False,
