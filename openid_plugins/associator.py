@@ -170,7 +170,7 @@ class Associator:
             )
             self._event("refused", server_url, reason=str(exc))
             raise
-        except (AssociationError, FetchError, ProtocolError, UnicodeDecodeError) as exc:
+        except (AssociationError, FetchError, ProtocolError) as exc:
             delay = self._back_off(server_url)
             self._event("failed", server_url, reason=str(exc), retry_in=delay)
             raise AssociationError(

@@ -185,13 +185,14 @@ class RelyingParty:
         """Normalize (7.2) and discover (7.3), reusing a cached result when there is one."""
         text = user_input.strip() if isinstance(user_input, str) else ""
         if urinorm.is_xri(text):
-            endpoints = self.pm.hook.openid_resolve_xri(xri=text, settings=self.settings.fetch)
+            xri = urinorm.normalize_xri(text)
+            endpoints = self.pm.hook.openid_resolve_xri(xri=xri, settings=self.settings.fetch)
             if not endpoints:
                 raise XRIError(
                     f"{text!r} is an XRI and no installed plugin resolves XRIs;"
                     " use an http(s) identifier"
                 )
-            return discovery.DiscoveryResult(claimed_id=text, endpoints=list(endpoints))
+            return discovery.DiscoveryResult(claimed_id=xri, endpoints=list(endpoints))
         identifier = urinorm.normalize_identifier(text)
         return self._discover_url(identifier)
 

@@ -666,3 +666,32 @@ def test_negotiate_reports_broken_answers() -> None:
     with pytest.raises(AssociationError) as info:
         negotiate(HTTP_OP, post, SystemClock())
     assert not isinstance(info.value, AssociationRefusedError)
+
+
+def test_op_ignoring_our_dh_modulus_is_detected_and_repeated_in_default_group() -> None:
+    """An OP that computes in the default group whatever modulus we send: without the
+    check we would store a wrong MAC key; with it we ask again in the default group."""
+    op = Python3OpenIDOP(HTTP_OP)
+
+    def post_ignoring_modulus(message: Message) -> Message:
+        fields = {k: v for k, v in message.fields.items() if k not in ("dh_modulus", "dh_gen")}
+        return op.post(Message(fields))
+
+    association = negotiate(HTTP_OP, post_ignoring_modulus, SystemClock())
+    assert len(op.requests) == 2
+    fields = {
+        "ns": OPENID2_NS,
+        "mode": "id_res",
+        "return_to": "https://rp.example/finish",
+        "identity": "https://alice.example/",
+        "response_nonce": "2005-05-15T17:11:51ZUNIQUE",
+        "assoc_handle": association.handle,
+    }
+    signed = op.sign(association.handle, fields)
+    assert check_signature(association, signed, signed["signed"], signed["sig"])
+
+
+def test_preferred_group_is_sent_first() -> None:
+    op = Python3OpenIDOP(HTTP_OP)
+    negotiate(HTTP_OP, op.post, SystemClock())
+    assert b64_btwoc_decode(op.requests[0]["openid.dh_modulus"]) == FFDHE2048_GROUP.modulus

@@ -9,9 +9,11 @@ Diffie-Hellman cost: ``cryptography`` runs OpenSSL's full parameter check (a pri
 about 40 ms for the 1024-bit default group of Appendix B) every time the OP's public key
 is loaded, because that group is not one OpenSSL knows by name. ``FFDHE2048_GROUP``
 (RFC 7919) is known by name, so the whole RP side takes under 1 ms with a stronger group;
-section 8.1.2 lets the RP choose p and g. The default stays Appendix B's group, which
-every OP supports: an OP that ignored ``openid.dh_modulus`` would yield a wrong MAC key
-that nothing detects until signatures fail.
+section 8.1.2 lets the RP choose p and g, so it is what we ask for first
+(``PREFERRED_DH_GROUP``). An OP that ignores ``openid.dh_modulus`` answers with a public
+key below 2^1024 (it computed in the default group), which a genuine ffdhe2048 key is with
+probability 2^-1024: that is detected (``DHGroupIgnoredError``) and the request repeated
+once in the default group, so no wrong MAC key is ever stored.
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ class DHGroup:
         return _parameters(self.modulus, self.generator)[1]
 
 
+class DHGroupIgnoredError(AssociationError):
+    """The OP computed in the default group although we sent our own modulus."""
+
+
 #: Appendix B's group, which every OP supports.
 DEFAULT_DH_GROUP = DHGroup(DEFAULT_DH_MODULUS, DEFAULT_DH_GENERATOR)
 #: RFC 7919 ffdhe2048, g = 2: stronger, and far cheaper with OpenSSL (see the module doc).
@@ -156,6 +162,8 @@ FFDHE2048_GROUP = DHGroup(
     ),
     2,
 )
+#: The group associate requests use first (see the module docstring for why).
+PREFERRED_DH_GROUP = FFDHE2048_GROUP
 
 
 @lru_cache(maxsize=8)
@@ -224,6 +232,15 @@ class DHSession:
             raise AssociationError(
                 "the OP's Diffie-Hellman public key is out of range (1 < y < p-1 fails);"
                 " the association is refused"
+            )
+        if (
+            not self.group.is_default
+            and self.group.modulus.bit_length() > DEFAULT_DH_MODULUS.bit_length()
+            and server_public.bit_length() <= DEFAULT_DH_MODULUS.bit_length()
+        ):
+            raise DHGroupIgnoredError(
+                "the OP's public key lies in the default 1024-bit group: it ignored"
+                " openid.dh_modulus (8.1.2)"
             )
         return unmask_mac_key(self.exchange(server_public), enc_mac_key, self.session_type)
 
@@ -491,10 +508,11 @@ def negotiate(
     clock: Clock,
     *,
     openid2: bool = True,
-    group: DHGroup = DEFAULT_DH_GROUP,
+    group: DHGroup = PREFERRED_DH_GROUP,
 ) -> Association:
     """Associate with an OP: our preferred type first, then at most one retry with the
-    type the OP suggests (8.2.4). ``post`` sends a request message to ``server_url`` and
+    type the OP suggests (8.2.4), and one repeat in the default DH group for an OP that
+    ignores ``openid.dh_modulus``. ``post`` sends a request message to ``server_url`` and
     returns the parsed Key-Value answer (error answers, HTTP 400, included).
 
     Raises ``AssociationRefusedError`` when the OP accepts nothing we allow, and
@@ -504,7 +522,7 @@ def negotiate(
     request = AssociationRequest.create(
         server_url, assoc_type, session_type, openid2=openid2, group=group
     )
-    result = request.parse_response(post(request.to_message()), clock.now())
+    result = _exchange(request, post, clock)
     if isinstance(result, UnsupportedType):
         retry = result.retry(request)
         if retry is not None:
@@ -517,7 +535,7 @@ def negotiate(
                 retry.assoc_type,
                 retry.session_type,
             )
-            result = retry.parse_response(post(retry.to_message()), clock.now())
+            result = _exchange(retry, post, clock)
     if isinstance(result, Association):
         return result
     raise AssociationRefusedError(
@@ -525,3 +543,20 @@ def negotiate(
         f" ({', '.join('/'.join(pair) for pair in allowed_types(server_url, openid2=openid2))});"
         " logins with it will use direct verification (11.4.2)"
     )
+
+
+def _exchange(
+    request: AssociationRequest, post: Callable[[Message], Message], clock: Clock
+) -> Association | UnsupportedType:
+    try:
+        return request.parse_response(post(request.to_message()), clock.now())
+    except DHGroupIgnoredError as exc:
+        log.info("%s: %s; repeating in the default group", request.server_url, exc)
+        again = AssociationRequest.create(
+            request.server_url,
+            request.assoc_type,
+            request.session_type,
+            openid2=request.openid2,
+            group=DEFAULT_DH_GROUP,
+        )
+        return again.parse_response(post(again.to_message()), clock.now())

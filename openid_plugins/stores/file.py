@@ -414,6 +414,15 @@ class FileStore(Store):
         self._maybe_cleanup()
         return True
 
+    def nonce_seen(self, server_url: str, timestamp: float, salt: str) -> bool:
+        if not math.isfinite(timestamp):
+            return False
+        timestamp = float(timestamp)
+        bucket = _bucket(timestamp + self.options.nonce_skew, NONCE_BUCKET)
+        path = self._nonces / str(bucket) / digest(server_url, timestamp, salt)
+        with self._errors("look up a nonce"):
+            return path.exists()
+
     # -- cache ----------------------------------------------------------------------------
 
     def cache_get(self, namespace: str, key: str) -> Any | None:

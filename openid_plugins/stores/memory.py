@@ -137,6 +137,10 @@ class MemoryStore(Store):
             self._expire_nonces(now)
         return True
 
+    def nonce_seen(self, server_url: str, timestamp: float, salt: str) -> bool:
+        with self._data.lock:
+            return (server_url, float(timestamp), salt) in self._data.nonces
+
     # -- cache ----------------------------------------------------------------------------
 
     def cache_get(self, namespace: str, key: str) -> Any | None:

@@ -385,6 +385,16 @@ class StoreContract:
         assert contract_store.use_nonce(OP, now, "salt") is False
         assert contract_store.use_nonce(OP, now, "salt") is False
 
+    def test_nonce_seen_is_advisory_and_records_nothing(
+        self, contract_store: Store, contract_clock: FakeClock
+    ) -> None:
+        now = contract_clock.now()
+        assert contract_store.nonce_seen(OP, now, "peek") is False
+        assert contract_store.use_nonce(OP, now, "peek") is True
+        if type(contract_store).nonce_seen is not Store.nonce_seen:
+            assert contract_store.nonce_seen(OP, now, "peek") is True
+            assert contract_store.nonce_seen(OP, now, "other") is False
+
     def test_nonce_outside_skew_refused(
         self, contract_store: Store, contract_clock: FakeClock
     ) -> None:
