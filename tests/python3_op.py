@@ -101,6 +101,12 @@ class Python3OP:
         self.store = MemoryStore()
         self._servers.clear()
 
+    def forget_associations(self) -> None:
+        """Lose every association, as an OP does after a restart or a key rotation."""
+        with self.lock:
+            self.store = MemoryStore()
+            self._servers.clear()
+
     def server(self, name: str) -> Server:
         with self.lock:
             if name not in self._servers:

@@ -196,3 +196,14 @@ def test_malformed_responses(op, rp, browser, mutate):
     with pytest.raises(IncompleteAnswerError):
         rp.complete(broken, url, session=session)
     assert_nonce_unused(rp, query)
+
+
+def test_forged_invalidate_handle_removes_nothing(op, make_rp, browser):
+    rp = make_rp(association="inline")
+    session: dict = {}
+    query, url = start(rp, browser, op.identity(), session)
+    handle = query["openid.assoc_handle"]
+    query["openid.invalidate_handle"] = handle  # added by an attacker, unsigned
+    result = rp.complete(query, url, session=session)
+    assert result.verified_by == "association"
+    assert rp.store.get_association(op.endpoint(), handle) is not None

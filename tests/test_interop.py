@@ -175,3 +175,28 @@ def test_session_state_is_json_serializable(op, make_rp):
     session: dict = {}
     rp.begin(op.identity(), RETURN_TO, REALM, session=session)
     assert json.loads(json.dumps(session)) == session
+
+
+@pytest.mark.parametrize("mode", ["inline", "background"])
+def test_invalidated_association_is_removed_only_when_the_op_confirms(op, make_rp, browser, mode):
+    """The OP lost our association: it signs statelessly and asks us to drop the handle
+    (invalidate_handle); we check with the OP (11.4.2), and only its confirmation removes it."""
+    from openid_plugins.fetcher import BackgroundFetcher
+
+    rp = make_rp(association=mode)
+    login(rp, browser, op.identity())
+    if mode == "background":
+        BackgroundFetcher(rp.associator, rp.queue).run_once()
+    stale = rp.store.get_association(op.endpoint())
+    assert stale is not None
+    op.forget_associations()
+    session: dict = {}
+    auth = rp.begin(op.identity(), RETURN_TO, REALM, session=session)
+    assert auth.message["assoc_handle"] == stale.handle
+    back = browser.visit_op(auth)
+    assert query_of(back)["openid.invalidate_handle"] == stale.handle
+    result = rp.complete(query_of(back), back, session=session)
+    assert result.verified_by == "check_authentication"
+    assert rp.store.get_association(op.endpoint(), stale.handle) is None
+    if mode == "background":
+        assert rp.queue.pending() == 1
