@@ -53,7 +53,7 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 def _version(args: argparse.Namespace) -> int:
     def work(target: Target, engine: sa.Engine) -> str:
-        with engine.connect() as conn:
+        with engine.connect() as conn, conn.begin():
             found = read_version(conn, tables(target.prefix))
         check_version(found, target.display, target.prefix)
         if found is None:

@@ -84,7 +84,13 @@ def writing(conn: Connection) -> Connection:
 
 
 def _create(target: Target) -> Engine:
-    kwargs: dict = {"pool_pre_ping": True}
+    kwargs: dict = {
+        "pool_pre_ping": True,
+        # Every use of these engines ends its transaction itself (commit, or rollback on any
+        # error: see backend._run and schema.upgrade), so the pool's ROLLBACK on return
+        # would only add a round trip to each operation.
+        "pool_reset_on_return": None,
+    }
     if target.dialect == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:

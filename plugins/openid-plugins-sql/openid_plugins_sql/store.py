@@ -3,11 +3,13 @@ MariaDB/MySQL."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -18,6 +20,7 @@ from openid_plugins.contracts import Association, Store, StoreOptions, check_ser
 from openid_plugins.errors import StoreError
 
 from .backend import SQLBackend
+from .schema import tables
 
 log = logging.getLogger("openid_plugins.sql.store")
 
@@ -30,18 +33,60 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def upsert(
-    dialect: str, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]
-) -> sa.Executable:
-    """INSERT ``row``, or UPDATE the other columns where ``keys`` already exist: one
-    statement, atomic on every dialect."""
+def upsert(dialect: str, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+    """INSERT a row (given at execution), or UPDATE its other columns where ``keys``
+    already exist: one statement, atomic on every dialect."""
+    others = [c.name for c in table.columns if c.name not in keys]
     if dialect == "mysql":
-        stmt = mysql.insert(table).values(**row)
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in row if c not in keys})
+        stmt = mysql.insert(table)
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in others})
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**row)
+    stmt = insert(table)
     return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: stmt.excluded[c] for c in row if c not in keys}
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in others}
+    )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The hot-path statements, built once per prefix and dialect with bound parameters:
+    building SQLAlchemy constructs costs more CPU than running them."""
+
+    store_association: sa.Executable
+    newest: sa.Select[Any]
+    by_handle: sa.Select[Any]
+    remove: sa.Delete
+    use_nonce: sa.Insert
+    cache_get: sa.Select[Any]
+    cache_set: sa.Executable
+    cache_delete: sa.Delete
+
+
+@functools.lru_cache(maxsize=64)
+def _statements(prefix: str, dialect: str) -> _Statements:
+    t = tables(prefix)
+    a, c = t.associations, t.cache
+    valid = sa.select(a.c.handle, a.c.secret, a.c.issued, a.c.lifetime, a.c.assoc_type).where(
+        a.c.server_hash == sa.bindparam("server_hash"),
+        a.c.server_url == sa.bindparam("server_url"),
+        a.c.expires > sa.bindparam("now"),
+    )
+    return _Statements(
+        store_association=upsert(dialect, a, ("server_hash", "handle")),
+        # The newest valid one in a single query on the (server_hash, issued) index.
+        newest=valid.order_by(a.c.issued.desc()).limit(1),
+        by_handle=valid.where(a.c.handle == sa.bindparam("handle")),
+        remove=sa.delete(a).where(
+            a.c.server_hash == sa.bindparam("server_hash"),
+            a.c.server_url == sa.bindparam("server_url"),
+            a.c.handle == sa.bindparam("handle"),
+        ),
+        use_nonce=sa.insert(t.nonces),
+        cache_get=sa.select(c.c.value).where(
+            c.c.key_hash == sa.bindparam("key_hash"), c.c.expires > sa.bindparam("now")
+        ),
+        cache_set=upsert(dialect, c, ("key_hash",)),
+        cache_delete=sa.delete(c).where(c.c.key_hash == sa.bindparam("key_hash")),
     )
 
 
@@ -55,6 +100,7 @@ class SQLStore(SQLBackend, Store):
     def __init__(self, url: str, options: StoreOptions) -> None:
         Store.__init__(self, options)
         SQLBackend.__init__(self, url, options)
+        self._sql = _statements(self.target.prefix, self.dialect)
 
     # -- associations -------------------------------------------------------------------
 
@@ -70,24 +116,21 @@ class SQLStore(SQLBackend, Store):
             "expires": association.expires,
             "assoc_type": association.assoc_type,
         }
-        stmt = upsert(self.dialect, self.tables.associations, row, ("server_hash", "handle"))
-        self._run("storing an association", lambda conn: conn.execute(stmt))
+        stmt = self._sql.store_association
+        self._run("storing an association", lambda conn: conn.execute(stmt, row))
 
     def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
         check_server_url(server_url)
-        t = self.tables.associations
-        query = sa.select(t.c.handle, t.c.secret, t.c.issued, t.c.lifetime, t.c.assoc_type).where(
-            t.c.server_hash == sha256_hex(server_url),
-            t.c.server_url == server_url,
-            t.c.expires > self.clock.now(),
-        )
+        args = {"server_hash": sha256_hex(server_url), "server_url": server_url}
+        args["now"] = self.clock.now()
         if handle is None:
-            # The newest valid one in a single indexed query (server_hash, issued).
-            query = query.order_by(t.c.issued.desc()).limit(1)
+            query = self._sql.newest
         else:
-            query = query.where(t.c.handle == handle)
+            query, args["handle"] = self._sql.by_handle, handle
         row = self._run(
-            "looking up an association", lambda conn: conn.execute(query).first(), write=False
+            "looking up an association",
+            lambda conn: conn.execute(query, args).first(),
+            write=False,
         )
         if row is None:
             return None
@@ -101,13 +144,11 @@ class SQLStore(SQLBackend, Store):
 
     def remove_association(self, server_url: str, handle: str) -> bool:
         check_server_url(server_url)
-        t = self.tables.associations
-        stmt = sa.delete(t).where(
-            t.c.server_hash == sha256_hex(server_url),
-            t.c.server_url == server_url,
-            t.c.handle == handle,
+        args = {"server_hash": sha256_hex(server_url), "server_url": server_url, "handle": handle}
+        stmt = self._sql.remove
+        return (
+            self._run("removing an association", lambda conn: conn.execute(stmt, args).rowcount) > 0
         )
-        return self._run("removing an association", lambda conn: conn.execute(stmt).rowcount) > 0
 
     # -- nonces -------------------------------------------------------------------------
 
@@ -120,12 +161,13 @@ class SQLStore(SQLBackend, Store):
         if not math.isfinite(timestamp) or abs(timestamp - now) > skew:
             return False
         key = sha256_hex(json.dumps([server_url, float(timestamp), salt]))
-        stmt = sa.insert(self.tables.nonces).values(nonce_hash=key, expires=timestamp + skew)
+        row = {"nonce_hash": key, "expires": timestamp + skew}
+        stmt = self._sql.use_nonce
         try:
             # The primary key decides: no read-then-write window between processes.
             self._run(
                 "recording a nonce",
-                lambda conn: conn.execute(stmt),
+                lambda conn: conn.execute(stmt, row),
                 passthrough=(exc.IntegrityError,),
             )
         except exc.IntegrityError:
@@ -136,11 +178,9 @@ class SQLStore(SQLBackend, Store):
     # -- cache --------------------------------------------------------------------------
 
     def cache_get(self, namespace: str, key: str) -> Any | None:
-        t = self.tables.cache
-        query = sa.select(t.c.value).where(
-            t.c.key_hash == _cache_key(namespace, key), t.c.expires > self.clock.now()
-        )
-        text = self._run("reading the cache", lambda conn: conn.scalar(query), write=False)
+        query = self._sql.cache_get
+        args = {"key_hash": _cache_key(namespace, key), "now": self.clock.now()}
+        text = self._run("reading the cache", lambda conn: conn.scalar(query, args), write=False)
         return None if text is None else json.loads(text)
 
     def cache_set(self, namespace: str, key: str, value: Any, ttl: float) -> None:
@@ -157,13 +197,12 @@ class SQLStore(SQLBackend, Store):
             "value": text,
             "expires": self.clock.now() + ttl,
         }
-        stmt = upsert(self.dialect, self.tables.cache, row, ("key_hash",))
-        self._run("writing the cache", lambda conn: conn.execute(stmt))
+        stmt = self._sql.cache_set
+        self._run("writing the cache", lambda conn: conn.execute(stmt, row))
 
     def cache_delete(self, namespace: str, key: str) -> None:
-        t = self.tables.cache
-        stmt = sa.delete(t).where(t.c.key_hash == _cache_key(namespace, key))
-        self._run("deleting from the cache", lambda conn: conn.execute(stmt))
+        stmt, args = self._sql.cache_delete, {"key_hash": _cache_key(namespace, key)}
+        self._run("deleting from the cache", lambda conn: conn.execute(stmt, args))
 
     # -- housekeeping -------------------------------------------------------------------
 
