@@ -31,7 +31,6 @@ from .errors import (
     SetupNeededError,
     SignatureError,
     TookTooLongError,
-    XRIError,
 )
 from .extensions.base import ExtensionArgs, ExtensionRequest, ExtensionResponse
 from .manager import make_plugin_manager
@@ -185,14 +184,9 @@ class RelyingParty:
         """Normalize (7.2) and discover (7.3), reusing a cached result when there is one."""
         text = user_input.strip() if isinstance(user_input, str) else ""
         if urinorm.is_xri(text):
-            xri = urinorm.normalize_xri(text)
-            endpoints = self.pm.hook.openid_resolve_xri(xri=xri, settings=self.settings.fetch)
-            if not endpoints:
-                raise XRIError(
-                    f"{text!r} is an XRI and no installed plugin resolves XRIs;"
-                    " use an http(s) identifier"
-                )
-            return discovery.DiscoveryResult(claimed_id=xri, endpoints=list(endpoints))
+            return discovery.discover_xri(
+                urinorm.normalize_xri(text), self.pm, self.settings.fetch
+            )
         identifier = urinorm.normalize_identifier(text)
         return self._discover_url(identifier)
 
@@ -507,11 +501,15 @@ class RelyingParty:
         endpoint: Endpoint,
         state: Mapping[str, Any],
     ) -> dict[str, Any]:
+        requested = tuple(state.get("requested") or ())
+        if not requested and message.is_openid2 and not message.extension_aliases():
+            # Nothing asked for and no extension namespace declared: nothing to parse.
+            return {}
         response = ExtensionResponse(
             message=message,
             signed=signed,
             endpoint=endpoint,
-            requested=tuple(state.get("requested") or ()),
+            requested=requested,
             clock=self.clock,
         )
         merged: dict[str, Any] = {}

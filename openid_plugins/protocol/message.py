@@ -117,16 +117,35 @@ def kv_decode(data: bytes | str, *, strict: bool = False) -> dict[str, str]:
     return result
 
 
+def _single_value(key: str, value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ProtocolError(f"argument {key!r} appears {len(value)} times")
+        value = value[0]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"argument {key!r} is not UTF-8") from None
+    if not isinstance(value, str):
+        raise ProtocolError(f"argument {key!r} is not a string")
+    return value
+
+
 class Message:
     """An OpenID message as its ``openid.``-less fields (``mode``, ``ns.sreg``, ``sreg.email``).
 
-    Immutable by convention once received; the builder methods are for outgoing messages.
+    Treat ``fields`` as read-only once a message is received: the namespace and the alias
+    table are worked out once and cached, since ``complete()`` and every extension plugin
+    ask for them. ``add_extension`` (for outgoing messages) keeps the cache right.
     """
 
-    __slots__ = ("fields",)
+    __slots__ = ("fields", "_namespace", "_aliases")
 
     def __init__(self, fields: Mapping[str, str] | None = None) -> None:
         self.fields: dict[str, str] = dict(fields or {})
+        self._namespace: str | None = None
+        self._aliases: dict[str, str] | None = None
 
     # -- parsing --------------------------------------------------------------------------
 
@@ -139,20 +158,11 @@ class Message:
         """
         fields: dict[str, str] = {}
         for key, value in query.items():
-            if not isinstance(key, str) or not key.startswith("openid."):
+            if key.__class__ is not str or not key.startswith("openid."):
                 continue
-            if isinstance(value, (list, tuple)):
-                if len(value) != 1:
-                    raise ProtocolError(f"argument {key!r} appears {len(value)} times")
-                value = value[0]
-            if isinstance(value, bytes):
-                try:
-                    value = value.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ProtocolError(f"argument {key!r} is not UTF-8") from None
-            if not isinstance(value, str):
-                raise ProtocolError(f"argument {key!r} is not a string")
-            fields[key[len("openid.") :]] = value
+            if value.__class__ is not str:
+                value = _single_value(key, value)
+            fields[key[7:]] = value
         return cls(fields)
 
     @classmethod
@@ -187,14 +197,15 @@ class Message:
     @property
     def namespace(self) -> str:
         """The OpenID namespace: 2.0 when declared, 1.x otherwise (section 4.1.2)."""
-        ns = self.fields.get("ns")
-        if ns is None:
-            return OPENID1_NS
-        if ns == OPENID2_NS:
-            return OPENID2_NS
-        if ns in (OPENID1_NS, OPENID11_NS):
-            return OPENID1_NS
-        raise ProtocolError(f"unknown OpenID namespace {ns!r}")
+        if self._namespace is None:
+            ns = self.fields.get("ns")
+            if ns is None or ns in (OPENID1_NS, OPENID11_NS):
+                self._namespace = OPENID1_NS
+            elif ns == OPENID2_NS:
+                self._namespace = OPENID2_NS
+            else:
+                raise ProtocolError(f"unknown OpenID namespace {ns!r}")
+        return self._namespace
 
     @property
     def is_openid2(self) -> bool:
@@ -206,19 +217,21 @@ class Message:
 
     def extension_aliases(self) -> dict[str, str]:
         """Declared extension namespaces: namespace URI -> alias (``openid.ns.<alias>``)."""
-        aliases: dict[str, str] = {}
-        for key, value in self.fields.items():
-            if key.startswith("ns.") and key.count(".") == 1:
-                alias = key[3:]
-                if alias in RESERVED_ALIASES:
-                    raise ProtocolError(f"namespace alias {alias!r} is reserved (section 12)")
-                if value in aliases:
-                    raise ProtocolError(f"namespace {value!r} is declared twice")
-                aliases[value] = alias
-        return aliases
+        if self._aliases is None:
+            aliases: dict[str, str] = {}
+            for key, value in self.fields.items():
+                if key.startswith("ns.") and key.count(".") == 1:
+                    alias = key[3:]
+                    if alias in RESERVED_ALIASES:
+                        raise ProtocolError(f"namespace alias {alias!r} is reserved (section 12)")
+                    if value in aliases:
+                        raise ProtocolError(f"namespace {value!r} is declared twice")
+                    aliases[value] = alias
+            self._aliases = aliases
+        return self._aliases
 
     def alias_for(self, namespace: str) -> str | None:
-        """The alias carrying ``namespace``; OpenID 1.x's implicit ``sreg`` included."""
+        """The alias carrying ``namespace``; OpenID 1.x's implicit aliases included."""
         alias = self.extension_aliases().get(namespace)
         if alias is None and not self.is_openid2:
             for implicit, uris in OPENID1_IMPLICIT_ALIASES.items():
@@ -244,6 +257,7 @@ class Message:
             existing = self._free_alias(alias)
             if self.is_openid2:
                 self.fields[f"ns.{existing}"] = namespace
+                self._aliases = None
         for key, value in args.items():
             self.fields[f"{existing}.{key}"] = value
         return existing

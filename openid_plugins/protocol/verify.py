@@ -82,6 +82,8 @@ def _split(url: str) -> tuple[str, str, int | None, str, list[tuple[str, str]]]:
 def check_return_to(return_to: str, current_url: str) -> None:
     """11.1: scheme, host, port and path equal, and every query argument of return_to is
     present in the URL the response arrived at with the same value."""
+    if return_to == current_url:
+        return
     scheme, host, port, path, expected_args = _split(return_to)
     c_scheme, c_host, c_port, c_path, actual_args = _split(current_url)
     if (scheme, host, port, path) != (c_scheme, c_host, c_port, c_path):
