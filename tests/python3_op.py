@@ -223,6 +223,8 @@ class Python3OP:
                 if name.startswith("op") and "/" not in name:
                     self._respond(*op.handle_openid(name, query))
                     return
+                with op.lock:
+                    op.counts["page"] += 1
                 page = op.page(path)
                 if page is None:
                     self._respond(404, {"Content-Type": "text/plain"}, b"not found")
