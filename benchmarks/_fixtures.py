@@ -153,6 +153,10 @@ class Timing:
     #: Set for whole-batch measurements (the fetcher): total wall time of ``count`` calls.
     batch_seconds: float | None = None
     batch_count: int | None = None
+    #: CPU seconds of this process per call (the OPs run in other processes, so this is
+    #: the relying party's own work), or for a batch in total.
+    cpu_seconds: list[float] = field(default_factory=list)
+    batch_cpu_seconds: float | None = None
 
     @property
     def count(self) -> int:
@@ -180,8 +184,13 @@ class Timing:
             "median_us": None if median is None else round(median * 1e6, 1),
             "p95_us": None if p95 is None else round(p95 * 1e6, 1),
         }
+        if self.cpu_seconds:
+            data["cpu_median_us"] = round(statistics.median(self.cpu_seconds) * 1e6, 1)
         if self.batch_seconds is not None:
             data["total_seconds"] = round(self.batch_seconds, 3)
+        if self.batch_cpu_seconds is not None:
+            data["cpu_total_seconds"] = round(self.batch_cpu_seconds, 3)
+            data["cpu_us_per_op"] = round(self.batch_cpu_seconds / max(1, self.count) * 1e6, 1)
         if self.notes:
             data["notes"] = self.notes
         return data
@@ -213,21 +222,25 @@ class Runner:
             self._one(-1 - i)
         return self
 
-    def _one(self, i: int) -> float:
+    def _one(self, i: int) -> tuple[float, float]:
         if self.prepare:
             self.prepare(i)
+        cpu = time.process_time()
         started = time.perf_counter()
         result = self.call(i)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         if self.check:
             self.check(i, result)
-        return elapsed
+        return elapsed, cpu
 
     def run(self, count: int, deadline: float) -> bool:
         """Up to ``count`` more timed calls; False once ``deadline`` (monotonic) passed."""
         gc.collect()
         for _ in range(count):
-            self.timing.seconds.append(self._one(self.done))
+            elapsed, cpu = self._one(self.done)
+            self.timing.seconds.append(elapsed)
+            self.timing.cpu_seconds.append(cpu)
             self.done += 1
             if time.monotonic() > deadline:
                 return False
