@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -64,7 +65,7 @@ def _version(args: argparse.Namespace) -> int:
     return _with_engine(args, work)
 
 
-def _with_engine(args: argparse.Namespace, work) -> int:  # type: ignore[no-untyped-def]
+def _with_engine(args: argparse.Namespace, work: Callable[[Target, sa.Engine], str]) -> int:
     """Run ``work`` and report on stdout; failures go to stderr with exit status 1."""
     try:
         target = _target(args)
