@@ -10,6 +10,7 @@ import functools
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -77,15 +78,49 @@ def new_prefix() -> str:
     return f"t{secrets.token_hex(4)}_"
 
 
+_admin_engines: dict[str, sa.Engine] = {}
+
+
+@contextmanager
+def admin_connection(url: str) -> Iterator[sa.Connection]:
+    """A connection for the tests' own inspection and clean-up: one engine per server for
+    the session; SQLite files (one per test) get a throwaway engine."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(parse_target(url).url)
+        try:
+            with engine.begin() as conn:
+                yield conn
+        finally:
+            engine.dispose()
+        return
+    if url not in _admin_engines:
+        _admin_engines[url] = sa.create_engine(parse_target(url).url, pool_pre_ping=True)
+    with _admin_engines[url].begin() as conn:
+        yield conn
+
+
+def table_names(url: str, prefix: str) -> list[str]:
+    with admin_connection(url) as conn:
+        return sorted(n for n in sa.inspect(conn).get_table_names() if n.startswith(prefix))
+
+
 def drop_tables(url: str, prefix: str) -> None:
-    """Drop every table with ``prefix`` (also ones a test made by hand)."""
-    engine = sa.create_engine(parse_target(url).url)
-    try:
-        with engine.begin() as conn:
-            for name in sa.inspect(conn).get_table_names():
-                if name.startswith(prefix):
-                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
+    """Drop every table with ``prefix`` (also ones a test made by hand), in one statement.
+
+    A SQLite database is a file in the test's own tmp_path: nothing to drop there.
+    """
+    if url.startswith("sqlite"):
+        return
+    with admin_connection(url) as conn:
+        names = [n for n in sa.inspect(conn).get_table_names() if n.startswith(prefix)]
+        if names:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(names)}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dispose_admin_engines() -> Iterator[None]:
+    yield
+    for engine in _admin_engines.values():
         engine.dispose()
 
 
@@ -127,12 +162,3 @@ def store(url: str, options: StoreOptions) -> Iterator[SQLStore]:
 def queue(url: str, options: StoreOptions) -> Iterator[SQLQueue]:
     with SQLQueue(url, options) as q:
         yield q
-
-
-def table_names(url: str, prefix: str) -> list[str]:
-    engine = sa.create_engine(parse_target(url).url)
-    try:
-        with engine.connect() as conn:
-            return sorted(n for n in sa.inspect(conn).get_table_names() if n.startswith(prefix))
-    finally:
-        engine.dispose()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from conftest import table_names
+from conftest import admin_connection, table_names
 from openid_plugins_sql import SCHEMA_VERSION, SchemaError, SQLQueue, SQLStore, schema
 from openid_plugins_sql import engine as engines
 from openid_plugins_sql.target import parse_target
@@ -19,27 +19,15 @@ from openid_plugins.contracts import StoreOptions
 OP = "https://op.example/server"
 
 
-def engine_for(url: str) -> sa.Engine:
-    return sa.create_engine(parse_target(url).url)
-
-
 def version_rows(url: str, prefix: str) -> list[tuple[int, int]]:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(f"SELECT id, version FROM {prefix}schema_version"))
-            return [tuple(r) for r in rows]
-    finally:
-        engine.dispose()
+    with admin_connection(url) as conn:
+        rows = conn.execute(sa.text(f"SELECT id, version FROM {prefix}schema_version"))
+        return [tuple(r) for r in rows]
 
 
 def set_version(url: str, prefix: str, version: int) -> None:
-    engine = engine_for(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"UPDATE {prefix}schema_version SET version = {version}"))
-    finally:
-        engine.dispose()
+    with admin_connection(url) as conn:
+        conn.execute(sa.text(f"UPDATE {prefix}schema_version SET version = {version}"))
 
 
 def test_first_use_creates_the_tables_and_records_the_version(
