@@ -122,12 +122,17 @@ class Context:
             self.servers[name] = None if skip else server_version(url)
         self._prefixes: dict[str, list[str]] = {"postgresql": [], "mysql": []}
 
+    def track_prefix(self, dialect: str) -> str:
+        """A new table prefix whose tables are dropped at exit."""
+        prefix = new_prefix()
+        self._prefixes[dialect].append(prefix)
+        return prefix
+
     def db_url(self, dialect: str) -> str | None:
         """A fresh-prefix URL on a reachable server (tables dropped at exit), else None."""
         if not self.servers.get(dialect):
             return None
-        prefix = new_prefix()
-        self._prefixes[dialect].append(prefix)
+        prefix = self.track_prefix(dialect)
         return with_prefix(PG_URL if dialect == "postgresql" else MYSQL_URL, prefix)
 
     def sqlite_url(self, name: str) -> str | None:
@@ -289,8 +294,7 @@ def their_stores(ctx: Context) -> list[tuple[str, str, Callable[[], Any]]]:
             import psycopg2
 
             conn = psycopg2.connect(psycopg2_dsn(PG_URL))
-            prefix = new_prefix()
-            ctx._prefixes["postgresql"].append(prefix)
+            prefix = ctx.track_prefix("postgresql")
             store = sqlstore.PostgreSQLStore(
                 conn, associations_table=f"{prefix}assoc", nonces_table=f"{prefix}nonces"
             )
@@ -331,16 +335,21 @@ def section_complete(ctx: Context) -> dict[str, Any]:
     sizes = ctx.sizes
     for match, url in ours_urls.items():
         if url is None:
-            ours[match] = {"skipped": "server unreachable"}
-            say(f"  ours {match}: skipped (server unreachable)")
+            ours[match] = {"skipped": "no server (unreachable, --no-databases or no SQL plugin)"}
+            say(f"  ours {match}: skipped (no server)")
             continue
-        mine = our_complete(ctx, match, url, shared, claimed, state)
-        others = [
-            (label, their_complete(ctx, label, factory(), shared, claimed, endpoint))
-            for label, factory in theirs_by_match.get(match, [])
-        ]
-        runners = [mine] + [runner for _, runner in others]
-        interleave(runners, sizes.complete, sizes.complete_seconds * len(runners))
+        try:
+            mine = our_complete(ctx, match, url, shared, claimed, state)
+            others = [
+                (label, their_complete(ctx, label, factory(), shared, claimed, endpoint))
+                for label, factory in theirs_by_match.get(match, [])
+            ]
+            runners = [mine] + [runner for _, runner in others]
+            interleave(runners, sizes.complete, sizes.complete_seconds * len(runners))
+        except Exception as exc:  # a database going away mid-run: report, go on
+            log.exception("complete() with the %s stores failed", match)
+            ours[match] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            continue
         ours[match] = show(mine.timing)
         for label, runner in others:
             theirs[label] = show(runner.timing)
@@ -372,119 +381,85 @@ def section_begin(ctx: Context) -> dict[str, Any]:
     def fresh(kind: str, i: int) -> str:
         return op.fresh_identity(f"op{kind}{tag}{i + 100}")
 
-    out: dict[str, Any] = {}
     before = op.counts()
-
     rp_bg = ctx.rp(association="background")
+    rp_disc = ctx.rp(association="background")
+    rp_inline = ctx.rp(association="inline")
+    their_store = MemoryStore()
 
     def check_bg(i: int, auth: Any) -> None:
         if auth.association is not None or "assoc_handle" in auth.message:
             raise AssertionError("background begin() used an association")
 
-    out["ours_background"] = show(
-        measure(
-            "ours begin() background (discovery + queue)",
-            lambda i: rp_bg.begin(fresh("b", i), RETURN_TO, REALM, session={}),
-            sizes.begin,
-            sizes.begin_seconds,
-            check=check_bg,
-            warmup=3,
-        )
-    )
-    out["ours_background"]["queued"] = rp_bg.queue.pending()
-    mid = op.counts()
-    if mid.get("associate", 0) != before.get("associate", 0):
-        raise AssertionError("background begin() made an association")
-
-    rp_disc = ctx.rp(association="background")
-    out["ours_discovery"] = show(
-        measure(
-            "ours discovery alone (protocol.discovery)",
-            lambda i: discovery.discover(fresh("d", i), rp_disc.fetcher, pm=rp_disc.pm),
-            sizes.begin,
-            sizes.begin_seconds,
-            warmup=3,
-        )
-    )
-    out["ours_rp_discover"] = show(
-        measure(
-            "ours RelyingParty.discover() (+ cache write)",
-            lambda i: rp_disc.discover(fresh("e", i)),
-            sizes.begin,
-            sizes.begin_seconds,
-            warmup=3,
-        )
-    )
-
-    rp_inline = ctx.rp(association="inline")
-
     def check_inline(i: int, auth: Any) -> None:
         if auth.association is None:
             raise AssertionError("inline begin() made no association")
-
-    out["ours_inline"] = show(
-        measure(
-            "ours begin() inline (discovery + DH association)",
-            lambda i: rp_inline.begin(fresh("i", i), RETURN_TO, REALM, session={}),
-            sizes.begin,
-            sizes.begin_seconds,
-            check=check_inline,
-            warmup=2,
-        )
-    )
-
-    store = MemoryStore()
-
-    def their_begin(i: int) -> Any:
-        return Consumer({}, store).begin(fresh("t", i))
 
     def check_theirs(i: int, auth: Any) -> None:
         if auth.assoc is None:
             raise AssertionError("python3-openid's begin() made no association")
 
-    out["theirs_begin"] = show(
-        measure(
-            "python3-openid begin() (discovery + DH association)",
-            their_begin,
-            sizes.begin,
-            sizes.begin_seconds,
-            check=check_theirs,
-            warmup=2,
-        )
-    )
-    out["theirs_discovery"] = show(
-        measure(
+    cheap = {
+        "ours_background": Runner(
+            "ours begin() background (discovery + queue)",
+            lambda i: rp_bg.begin(fresh("b", i), RETURN_TO, REALM, session={}),
+            check=check_bg,
+        ),
+        "ours_discovery": Runner(
+            "ours discovery alone (protocol.discovery)",
+            lambda i: discovery.discover(fresh("d", i), rp_disc.fetcher, pm=rp_disc.pm),
+        ),
+        "ours_rp_discover": Runner(
+            "ours RelyingParty.discover() (+ cache write)",
+            lambda i: rp_disc.discover(fresh("e", i)),
+        ),
+        "theirs_discovery": Runner(
             "python3-openid discovery alone",
             lambda i: their_discover.discover(fresh("u", i)),
-            sizes.begin,
-            sizes.begin_seconds,
-            warmup=3,
-        )
-    )
+        ),
+    }
+    costly = {
+        "ours_inline": Runner(
+            "ours begin() inline (discovery + DH association)",
+            lambda i: rp_inline.begin(fresh("i", i), RETURN_TO, REALM, session={}),
+            check=check_inline,
+        ),
+        "theirs_begin": Runner(
+            "python3-openid begin() (discovery + DH association)",
+            lambda i: Consumer({}, their_store).begin(fresh("t", i)),
+            check=check_theirs,
+        ),
+    }
+    for runners in (cheap, costly):
+        for runner in runners.values():
+            runner.warm(3)
+        interleave(list(runners.values()), sizes.begin, sizes.begin_seconds * len(runners))
+    out: dict[str, Any] = {key: show(r.timing) for key, r in {**cheap, **costly}.items()}
+    out["ours_background"]["queued"] = rp_bg.queue.pending()
+    associated = op.counts().get("associate", 0) - before.get("associate", 0)
+    expected = costly["ours_inline"].done + costly["theirs_begin"].done + 6
+    if associated != expected:
+        raise AssertionError(f"{associated} associate requests, expected {expected}")
+
     # The test harness's OP as it is (Nagle on, headers and body written separately): a
     # kept-alive connection waits for the client's delayed ACK; a fresh one does not.
     with OPProcess(nagle=True) as nagle_op:
-        count = min(sizes.begin, 20)
-        out["ours_discovery_nagle_op"] = show(
-            measure(
+        nagle = {
+            "ours_discovery_nagle_op": Runner(
                 "ours discovery, OP without TCP_NODELAY",
                 lambda i: discovery.discover(
                     nagle_op.fresh_identity(f"opn{tag}{i + 100}"), rp_disc.fetcher, pm=rp_disc.pm
                 ),
-                count,
-                sizes.begin_seconds,
-                warmup=2,
-            )
-        )
-        out["theirs_discovery_nagle_op"] = show(
-            measure(
+            ),
+            "theirs_discovery_nagle_op": Runner(
                 "python3-openid discovery, OP without TCP_NODELAY",
                 lambda i: their_discover.discover(nagle_op.fresh_identity(f"opm{tag}{i + 100}")),
-                count,
-                sizes.begin_seconds,
-                warmup=2,
-            )
-        )
+            ),
+        }
+        for runner in nagle.values():
+            runner.warm(2)
+        interleave(list(nagle.values()), min(sizes.begin, 20), sizes.begin_seconds)
+        out.update({key: show(r.timing) for key, r in nagle.items()})
     ratios = {
         "ours_background_vs_theirs_begin": speedup(out["ours_background"], out["theirs_begin"]),
         "ours_inline_vs_theirs_begin": speedup(out["ours_inline"], out["theirs_begin"]),
@@ -757,47 +732,39 @@ def section_fetcher(ctx: Context) -> dict[str, Any]:
 # -- 6. raw rates -------------------------------------------------------------------------------
 
 
-def raw_sqlite(ctx: Context, wal: bool) -> Timing:
+def raw_sqlite(ctx: Context, wal: bool) -> Runner:
     path = ctx.tmp / f"raw-{'wal' if wal else 'default'}-{secrets.token_hex(3)}.db"
     conn = sqlite3.connect(str(path), isolation_level=None)
-    try:
-        if wal:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("CREATE TABLE nonces (k TEXT PRIMARY KEY, expires REAL)")
-        label = "WAL, synchronous=NORMAL" if wal else "default journal"
-        return measure(
-            f"raw SQLite INSERT autocommit ({label})",
-            lambda i: conn.execute("INSERT INTO nonces VALUES (?, ?)", (f"{i:064d}", 1.0)),
-            ctx.sizes.raw,
-            ctx.sizes.raw_seconds,
-        )
-    finally:
-        conn.close()
+    ctx.cleanups.append(conn.close)
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE nonces (k TEXT PRIMARY KEY, expires REAL)")
+    label = "WAL, synchronous=NORMAL" if wal else "default journal"
+    return Runner(
+        f"raw SQLite INSERT autocommit ({label})",
+        lambda i: conn.execute("INSERT INTO nonces VALUES (?, ?)", (f"{i:064d}", 1.0)),
+    )
 
 
-def raw_postgresql(ctx: Context) -> Timing:
+def raw_postgresql(ctx: Context) -> Runner:
     import psycopg
     from openid_plugins_sql.target import parse_target
 
     conninfo = parse_target(PG_URL).url.set(drivername="postgresql").render_as_string(False)
-    table = f"{new_prefix()}raw"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {table} (k VARCHAR(64) PRIMARY KEY, expires DOUBLE PRECISION)")
-        try:
-            cursor = conn.cursor()
-            insert = f"INSERT INTO {table} VALUES (%s, %s)"
-            return measure(
-                "raw PostgreSQL INSERT autocommit (psycopg 3)",
-                lambda i: cursor.execute(insert, (f"{i:064d}", 1.0)),
-                ctx.sizes.raw,
-                ctx.sizes.raw_seconds,
-            )
-        finally:
-            conn.execute(f"DROP TABLE {table}")
+    prefix = ctx.track_prefix("postgresql")
+    conn = psycopg.connect(conninfo, autocommit=True)
+    ctx.cleanups.append(conn.close)
+    conn.execute(f"CREATE TABLE {prefix}raw (k VARCHAR(64) PRIMARY KEY, expires DOUBLE PRECISION)")
+    cursor = conn.cursor()
+    insert = f"INSERT INTO {prefix}raw VALUES (%s, %s)"
+    return Runner(
+        "raw PostgreSQL INSERT autocommit (psycopg 3)",
+        lambda i: cursor.execute(insert, (f"{i:064d}", 1.0)),
+    )
 
 
-def raw_mysql(ctx: Context) -> Timing:
+def raw_mysql(ctx: Context) -> Runner:
     import pymysql
     from openid_plugins_sql.target import parse_target
 
@@ -810,26 +777,22 @@ def raw_mysql(ctx: Context) -> Timing:
         database=u.database,
         autocommit=True,
     )
-    table = f"{new_prefix()}raw"
+    ctx.cleanups.append(conn.close)
+    prefix = ctx.track_prefix("mysql")
     cursor = conn.cursor()
-    cursor.execute(f"CREATE TABLE {table} (k VARCHAR(64) PRIMARY KEY, expires DOUBLE)")
-    try:
-        insert = f"INSERT INTO {table} VALUES (%s, %s)"
-        return measure(
-            "raw MariaDB INSERT autocommit (PyMySQL)",
-            lambda i: cursor.execute(insert, (f"{i:064d}", 1.0)),
-            ctx.sizes.raw,
-            ctx.sizes.raw_seconds,
-        )
-    finally:
-        cursor.execute(f"DROP TABLE {table}")
-        conn.close()
+    cursor.execute(f"CREATE TABLE {prefix}raw (k VARCHAR(64) PRIMARY KEY, expires DOUBLE)")
+    insert = f"INSERT INTO {prefix}raw VALUES (%s, %s)"
+    return Runner(
+        "raw MariaDB INSERT autocommit (PyMySQL)",
+        lambda i: cursor.execute(insert, (f"{i:064d}", 1.0)),
+    )
 
 
-def raw_files(ctx: Context, fsync_dir: bool) -> Timing:
+def raw_files(ctx: Context, fsync_dir: bool) -> Runner:
     directory = ctx.tmp / f"raw-files-{secrets.token_hex(3)}"
     directory.mkdir()
     dir_fd = os.open(directory, os.O_RDONLY)
+    ctx.cleanups.append(lambda: os.close(dir_fd))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
     def create(i: int) -> None:
@@ -837,61 +800,70 @@ def raw_files(ctx: Context, fsync_dir: bool) -> Timing:
         if fsync_dir:
             os.fsync(dir_fd)
 
-    try:
-        label = " + fsync(dir)" if fsync_dir else ""
-        return measure(
-            f"raw O_CREAT|O_EXCL file creation{label}",
-            create,
-            ctx.sizes.raw,
-            ctx.sizes.raw_seconds,
-        )
-    finally:
-        os.close(dir_fd)
+    label = " + fsync(dir)" if fsync_dir else ""
+    return Runner(f"raw O_CREAT|O_EXCL file creation{label}", create)
 
 
-def our_nonce_rate(ctx: Context, label: str, url: str) -> Timing:
-    rp = ctx.rp(url)
-    store = rp.store
+def our_nonce_rate(ctx: Context, label: str, url: str) -> Runner:
+    store = ctx.rp(url).store
     server = "https://op.example/server"
     now = time.time()
     store.use_nonce(server, now, "warm-up")  # creates tables and directories
-    return measure(
-        f"ours {label} use_nonce",
-        lambda i: store.use_nonce(server, now, f"n{i}"),
-        ctx.sizes.raw,
-        ctx.sizes.raw_seconds,
-    )
+    return Runner(f"ours {label} use_nonce", lambda i: store.use_nonce(server, now, f"n{i}"))
 
 
 def section_raw(ctx: Context) -> dict[str, Any]:
     say("raw single-client rates of this machine, and our stores' nonce rates")
-    raw: dict[str, Any] = {
-        "sqlite_default": show(raw_sqlite(ctx, wal=False)),
-        "sqlite_wal": show(raw_sqlite(ctx, wal=True)),
-        "file": show(raw_files(ctx, fsync_dir=False)),
-        "file_fsync_dir": show(raw_files(ctx, fsync_dir=True)),
-    }
-    if ctx.servers.get("postgresql"):
-        raw["postgresql"] = show(raw_postgresql(ctx))
-    if ctx.servers.get("mysql"):
-        raw["mysql"] = show(raw_mysql(ctx))
-    raw["memcached"] = {"skipped": "no memcached server or store plugin yet"}
-
-    nonce: dict[str, Any] = {}
-    stores = [
-        ("memory", "memory://", None),
-        ("file", (ctx.tmp / "nonce-file").as_uri(), "file_fsync_dir"),
-        ("sqlite", ctx.sqlite_url("nonce.db"), "sqlite_wal"),
-        ("postgresql", ctx.db_url("postgresql"), "postgresql"),
-        ("mysql", ctx.db_url("mysql"), "mysql"),
+    sizes = ctx.sizes
+    # Each of our stores takes turns with its backend's raw rate: (store label, URL,
+    # {raw key: raw runner factory}, the raw key its fraction is taken of).
+    groups: list[tuple[str, str | None, dict[str, Callable[[], Runner]], str | None]] = [
+        ("memory", "memory://", {}, None),
+        (
+            "file",
+            (ctx.tmp / "nonce-file").as_uri(),
+            {
+                "file": lambda: raw_files(ctx, fsync_dir=False),
+                "file_fsync_dir": lambda: raw_files(ctx, fsync_dir=True),
+            },
+            "file_fsync_dir",
+        ),
+        (
+            "sqlite",
+            ctx.sqlite_url("nonce.db"),
+            {
+                "sqlite_default": lambda: raw_sqlite(ctx, wal=False),
+                "sqlite_wal": lambda: raw_sqlite(ctx, wal=True),
+            },
+            "sqlite_wal",
+        ),
+        (
+            "postgresql",
+            ctx.db_url("postgresql"),
+            {"postgresql": lambda: raw_postgresql(ctx)},
+            "postgresql",
+        ),
+        ("mysql", ctx.db_url("mysql"), {"mysql": lambda: raw_mysql(ctx)}, "mysql"),
     ]
+    raw: dict[str, Any] = {}
+    nonce: dict[str, Any] = {}
     fractions: dict[str, Any] = {}
     complete = ctx.results.get("complete", {}).get("ours", {})
-    for label, url, backend in stores:
+    for label, url, raw_factories, backend in groups:
         if url is None:
             continue
-        nonce[label] = show(our_nonce_rate(ctx, label, url))
-        if backend and backend in raw:
+        try:
+            mine = our_nonce_rate(ctx, label, url)
+            raws = {key: factory() for key, factory in raw_factories.items()}
+            runners = [mine, *raws.values()]
+            interleave(runners, sizes.raw, sizes.raw_seconds * len(runners))
+        except Exception as exc:  # a database going away mid-run: report, go on
+            log.exception("raw rates for %s failed", label)
+            nonce[label] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            continue
+        nonce[label] = show(mine.timing)
+        raw.update({key: show(runner.timing) for key, runner in raws.items()})
+        if backend:
             raw_rate = raw[backend]["ops_per_second"]
             fractions[label] = {
                 "backend": backend,
@@ -902,7 +874,8 @@ def section_raw(ctx: Context) -> dict[str, Any]:
                     else None
                 ),
             }
-            say(f"  {label}: {fractions[label]}")
+            say(f"    {label}: {fractions[label]}")
+    raw["memcached"] = {"skipped": "no memcached server or store plugin yet"}
     return {"raw": raw, "ours_use_nonce": nonce, "fraction_of_raw": fractions}
 
 
@@ -1074,8 +1047,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.extend(["", f"## {title}", "", "| what | ops/s | median us | p95 us | RP CPU us |"])
         lines.append("|---|---|---|---|---|")
         for name, data in rows:
-            if data and "skipped" in data:
-                lines.append(f"| {name} | skipped: {data['skipped']} | | | |")
+            if data and ("skipped" in data or "error" in data):
+                why = f"skipped: {data['skipped']}" if "skipped" in data else data["error"]
+                lines.append(f"| {name} | {why} | | | |")
             else:
                 lines.append(f"| {name} | {' | '.join(_fmt(data))} |")
 
@@ -1220,7 +1194,13 @@ def main(argv: list[str] | None = None) -> int:
             for section in SECTIONS:
                 if section in sections:
                     began = time.monotonic()
-                    ctx.results[section] = globals()[f"section_{section}"](ctx)
+                    try:
+                        ctx.results[section] = globals()[f"section_{section}"](ctx)
+                    except Exception as exc:  # reported; the other sections still run
+                        log.exception("section %s failed", section)
+                        ctx.results.setdefault("notes", []).append(
+                            f"section {section} failed: {type(exc).__name__}: {exc}"
+                        )
                     say(f"  ({section}: {time.monotonic() - began:.1f} s)")
         finally:
             ctx.close()
