@@ -73,6 +73,7 @@ DEFAULT_DH_GENERATOR = 2
 
 # 6.2 / 8.3: the signature algorithm of each association type.
 _ASSOC_HASHES: dict[str, Callable] = {HMAC_SHA1: hashlib.sha1, HMAC_SHA256: hashlib.sha256}
+_ASSOC_DIGEST_NAMES = {HMAC_SHA1: "sha1", HMAC_SHA256: "sha256"}
 # 8.2.3: H of each Diffie-Hellman session type.
 _SESSION_HASHES: dict[str, Callable] = {DH_SHA1: hashlib.sha1, DH_SHA256: hashlib.sha256}
 # 8.4.2: a DH session's MAC key is as long as its hash, so it carries one association type;
@@ -283,23 +284,28 @@ def _field_bytes(fields: Mapping[str, str], key: str) -> bytes:
 def mac(assoc_type: str, key: bytes, data: bytes) -> bytes:
     """The HMAC of ``data`` for an association type (6.2)."""
     try:
-        digest = _ASSOC_HASHES[assoc_type]
+        digest = _ASSOC_DIGEST_NAMES[assoc_type]
     except KeyError:
         raise AssociationError(
             f"unknown association type {assoc_type!r}; only HMAC-SHA1 and HMAC-SHA256 exist"
         ) from None
-    return hmac.new(key, data, digest).digest()
+    return hmac.digest(key, data, digest)
 
 
 def signing_input(fields: Mapping[str, str], signed_keys: Sequence[str]) -> bytes:
     """The KV form of the signed fields, in ``openid.signed`` order, keys without the
     ``openid.`` prefix (6.1 steps 2-3). ``fields`` are ``Message.fields``."""
-    pairs = []
-    for key in signed_keys:
-        if key not in fields:
-            raise IncompleteAnswerError(f"openid.signed lists {key!r}, which the message lacks")
-        pairs.append((key, fields[key]))
-    return kv_encode(pairs)
+    try:
+        text = "".join([f"{key}:{fields[key]}\n" for key in signed_keys])
+    except KeyError as exc:
+        raise IncompleteAnswerError(
+            f"openid.signed lists {exc.args[0]!r}, which the message lacks"
+        ) from None
+    # 4.1.1: a newline in a value, or a colon or newline in a key, has no KV form; such a
+    # message cannot have been signed as it reads.
+    if text.count("\n") != len(signed_keys) or any(":" in key for key in signed_keys):
+        return kv_encode([(key, fields[key]) for key in signed_keys])
+    return text.encode("utf-8")
 
 
 def sign(association: Association, fields: Mapping[str, str], signed_keys: Sequence[str]) -> str:

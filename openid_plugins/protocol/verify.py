@@ -43,19 +43,21 @@ def check_fields(message: Message) -> None:
 
 def signed_keys(message: Message) -> list[str]:
     """The ``openid.signed`` list, checked to cover every field that must be signed."""
-    keys = [key for key in (message.get("signed") or "").split(",") if key]
-    if len(set(keys)) != len(keys):
-        raise IncompleteAnswerError("openid.signed lists a field twice")
-    absent = [key for key in keys if key not in message]
+    keys = (message.get("signed") or "").split(",")
+    present = set(keys)
+    if len(present) != len(keys) or "" in present:
+        raise IncompleteAnswerError("openid.signed lists a field twice or an empty name")
+    fields = message.fields
+    absent = [key for key in keys if key not in fields]
     if absent:
         raise IncompleteAnswerError(
             "openid.signed names fields the response does not carry: " + ", ".join(absent)
         )
     if message.is_openid2:
-        must = list(MUST_SIGN_2) + [k for k in MUST_SIGN_IF_PRESENT_2 if k in message]
+        must = MUST_SIGN_2 + tuple(k for k in MUST_SIGN_IF_PRESENT_2 if k in fields)
     else:
-        must = list(MUST_SIGN_1)
-    unsigned = [key for key in must if key not in keys]
+        must = MUST_SIGN_1
+    unsigned = [key for key in must if key not in present]
     if unsigned:
         raise IncompleteAnswerError(
             "the OP did not sign " + ", ".join(f"openid.{k}" for k in unsigned) + " (11.4)"
