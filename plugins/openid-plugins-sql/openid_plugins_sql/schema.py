@@ -147,10 +147,14 @@ def check_version(found: int | None, display: str, prefix: str) -> None:
 def upgrade(engine: Engine, t: Tables, now: float, display: str) -> tuple[int | None, int]:
     """Create or upgrade the tables of ``t``; return (version before, version after).
 
-    Safe when several processes run it at once: each dialect serializes it with a lock
-    (an advisory lock, a named lock, or SQLite's write lock), and the first one does the work.
+    Safe when several processes run it at once: each dialect serializes it with a lock that
+    is held until the work is committed (an advisory lock, a named lock, or SQLite's write
+    lock), and the first one does the work.
     """
-    with engine.connect() as conn, writing(conn).begin(), _schema_lock(conn, t):
+    with engine.connect() as conn, _named_lock(conn, t), writing(conn).begin():
+        if conn.dialect.name == "postgresql":
+            # Released when this transaction ends; PostgreSQL DDL is transactional.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(t)})
         before = read_version(conn, t)
         check_version(before, display, t.prefix)
         if before is None:
@@ -171,30 +175,33 @@ def upgrade(engine: Engine, t: Tables, now: float, display: str) -> tuple[int | 
     return before, SCHEMA_VERSION
 
 
-@contextmanager
-def _schema_lock(conn: Connection, t: Tables) -> Iterator[None]:
-    name = conn.dialect.name
+def _lock_key(t: Tables) -> int:
     digest = hashlib.sha256(f"openid_plugins_sql:{t.prefix}".encode()).digest()
-    if name == "postgresql":
-        # Held until the transaction ends; PostgreSQL DDL is transactional.
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def _named_lock(conn: Connection, t: Tables) -> Iterator[None]:
+    """MySQL/MariaDB only: DDL commits implicitly, so no transaction can hold the schema
+    lock. A named lock belongs to the session instead; it is taken before the transaction
+    and released only after its COMMIT, so the next process sees the finished schema."""
+    if conn.dialect.name != "mysql":
         yield
-    elif name == "mysql":
-        # MySQL DDL commits implicitly, so the lock must outlive transactions: a named lock
-        # (server-wide, hence the database name in it), released explicitly.
-        lock = f"openid_plugins_sql.{conn.scalar(sa.text('SELECT DATABASE()'))}.{digest.hex()}"
-        lock = lock[:64]
-        got = conn.scalar(sa.text("SELECT GET_LOCK(:name, 60)"), {"name": lock})
-        if got != 1:
-            raise SchemaError(
-                f"could not get the schema lock {lock!r} within 60 s; another process is "
-                "creating or upgrading the tables - retry when it is done"
-            )
-        try:
-            yield
-        finally:
-            conn.scalar(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
-    else:
-        # SQLite: the caller's BEGIN IMMEDIATE already holds the database's write lock.
+        return
+    database = conn.scalar(sa.text("SELECT DATABASE()"))
+    # Named locks are server-wide: the database is part of the name (64 characters at most).
+    name = (
+        "openid_plugins_sql." + hashlib.sha256(f"{database}.{t.prefix}".encode()).hexdigest()[:40]
+    )
+    got = conn.scalar(sa.text("SELECT GET_LOCK(:name, 60)"), {"name": name})
+    conn.commit()  # end the implicit transaction; the lock stays with the session
+    if got != 1:
+        raise SchemaError(
+            f"could not get the schema lock {name!r} within 60 s; another process is "
+            "creating or upgrading the tables - retry when it is done"
+        )
+    try:
         yield
+    finally:
+        conn.scalar(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+        conn.commit()
