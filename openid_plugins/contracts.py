@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import OpenIDError, StoreError
+
 #: Maximum length of an OP endpoint URL we accept anywhere (OpenID 2.0 section 5.2.1 bounds
 #: indirect messages to 2047 bytes; no usable endpoint is longer).
 MAX_SERVER_URL_BYTES = 2047
@@ -231,10 +233,13 @@ class Queue(ABC):
         self.close()
 
 
-def check_server_url(server_url: str) -> str:
-    """Reject keys no backend should ever be asked to keep."""
+def check_server_url(server_url: str, error: type[OpenIDError] = StoreError) -> str:
+    """Reject keys no backend should ever be asked to keep, with the backend's error type."""
     if not isinstance(server_url, str) or not server_url:
-        raise ValueError("server_url must be a non-empty string")
+        raise error(f"refused server_url {server_url!r}: pass the OP endpoint URL")
     if len(server_url.encode("utf-8", "surrogatepass")) > MAX_SERVER_URL_BYTES:
-        raise ValueError(f"server_url is longer than {MAX_SERVER_URL_BYTES} bytes")
+        raise error(
+            f"refused a server_url longer than {MAX_SERVER_URL_BYTES} bytes (5.2.1):"
+            " no OP endpoint is that long"
+        )
     return server_url

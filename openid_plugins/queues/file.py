@@ -81,10 +81,7 @@ class FileQueue(Queue):
             self._sweep_tmp()
 
     def put(self, server_url: str) -> None:
-        try:
-            check_server_url(server_url)
-        except ValueError as exc:
-            raise QueueError(f"refused a server_url: {exc}; pass the OP endpoint URL") from None
+        check_server_url(server_url, QueueError)
         target = self._waiting / digest(server_url)
         if os.path.lexists(target):
             return

@@ -57,10 +57,7 @@ class MemoryQueue(Queue):
         self._data = _data_for(name)
 
     def put(self, server_url: str) -> None:
-        try:
-            check_server_url(server_url)
-        except ValueError as exc:
-            raise QueueError(f"refused a server_url: {exc}; pass the OP endpoint URL") from None
+        check_server_url(server_url, QueueError)
         with self._data.cond:
             if server_url not in self._data.waiting:
                 self._data.waiting[server_url] = None

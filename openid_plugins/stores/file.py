@@ -304,7 +304,7 @@ class FileStore(Store):
     # -- associations ---------------------------------------------------------------------
 
     def store_association(self, server_url: str, association: Association) -> None:
-        _check_url(server_url)
+        check_server_url(server_url)
         _check_expiry(association)
         server, handle = digest(server_url), digest(association.handle)
         # The association stays in its own to_json text, parsed once by from_json on reads.
@@ -322,7 +322,7 @@ class FileStore(Store):
         self._maybe_cleanup()
 
     def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
-        _check_url(server_url)
+        check_server_url(server_url)
         now = self.clock.now()
         directory = self._associations / digest(server_url)
         with self._errors("read associations"):
@@ -344,7 +344,7 @@ class FileStore(Store):
         return max(valid, key=lambda a: (a.issued, a.expires, a.handle), default=None)
 
     def remove_association(self, server_url: str, handle: str) -> bool:
-        _check_url(server_url)
+        check_server_url(server_url)
         path = self._associations / digest(server_url) / f"{digest(handle)}.json"
         with self._errors("remove an association"):
             try:
@@ -386,7 +386,7 @@ class FileStore(Store):
     # -- nonces ---------------------------------------------------------------------------
 
     def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
-        _check_url(server_url)
+        check_server_url(server_url)
         now = self.clock.now()
         # OpenID 2.0 section 11.3: a nonce outside the skew window is refused without
         # touching the disk; one inside it is kept until it leaves the window, after which
@@ -699,13 +699,6 @@ def _check_expiry(association: Association) -> None:
             f"association {association.handle!r} has no finite expiry"
             f" (issued={association.issued!r}, lifetime={association.lifetime!r})"
         )
-
-
-def _check_url(server_url: str) -> None:
-    try:
-        check_server_url(server_url)
-    except ValueError as exc:
-        raise StoreError(f"refused a server_url: {exc}; pass the OP endpoint URL") from None
 
 
 @hookimpl

@@ -76,7 +76,7 @@ class MemoryStore(Store):
     # -- associations ---------------------------------------------------------------------
 
     def store_association(self, server_url: str, association: Association) -> None:
-        _check_url(server_url)
+        check_server_url(server_url)
         if not math.isfinite(association.expires):
             raise StoreError(
                 f"association {association.handle!r} has no finite expiry"
@@ -91,7 +91,7 @@ class MemoryStore(Store):
             self._expire_associations(self.clock.now())
 
     def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
-        _check_url(server_url)
+        check_server_url(server_url)
         now = self.clock.now()
         with self._data.lock:
             by_handle = self._data.associations.get(server_url)
@@ -106,7 +106,7 @@ class MemoryStore(Store):
         return max(valid, key=lambda a: (a.issued, a.expires, a.handle), default=None)
 
     def remove_association(self, server_url: str, handle: str) -> bool:
-        _check_url(server_url)
+        check_server_url(server_url)
         with self._data.lock:
             by_handle = self._data.associations.get(server_url)
             if not by_handle or handle not in by_handle:
@@ -119,7 +119,7 @@ class MemoryStore(Store):
     # -- nonces ---------------------------------------------------------------------------
 
     def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
-        _check_url(server_url)
+        check_server_url(server_url)
         now = self.clock.now()
         # OpenID 2.0 section 11.3: a nonce too far from now is refused outright; one inside
         # the window is remembered until it leaves the window, after which the skew check
@@ -214,13 +214,6 @@ class MemoryStore(Store):
                 del data.cache[key]
                 removed += 1
         return removed
-
-
-def _check_url(server_url: str) -> None:
-    try:
-        check_server_url(server_url)
-    except ValueError as exc:
-        raise StoreError(f"refused a server_url: {exc}; pass the OP endpoint URL") from None
 
 
 def _to_json(namespace: str, key: str, value: Any) -> str:

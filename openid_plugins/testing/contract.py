@@ -45,7 +45,7 @@ from typing import Any
 import pytest
 
 from ..config import open_queue, open_store
-from ..contracts import Association, Queue, QueueItem, Store, StoreOptions
+from ..contracts import MAX_SERVER_URL_BYTES, Association, Queue, QueueItem, Store, StoreOptions
 from ..errors import StoreError
 from ..manager import make_plugin_manager
 from .clock import FakeClock
@@ -557,6 +557,13 @@ class StoreContract:
         assert contract_store.use_nonce(server_url, now, "s") is False
         assert contract_store.use_nonce(OP, now, "s") is True
         assert contract_store.remove_association(server_url, "h") is True
+
+    def test_oversized_server_url_is_a_store_error(self, contract_store: Store) -> None:
+        too_long = "https://op.example/" + "x" * MAX_SERVER_URL_BYTES
+        with pytest.raises(StoreError):
+            contract_store.get_association(too_long)
+        with pytest.raises(StoreError):
+            contract_store.use_nonce(too_long, 0.0, "salt")
 
     def test_hostile_handles_round_trip(
         self, contract_store: Store, contract_clock: FakeClock

@@ -52,7 +52,7 @@ class SQLQueue(SQLBackend, Queue):
         self._listen_lock = threading.Lock()
 
     def put(self, server_url: str) -> None:
-        check_server_url(server_url)
+        check_server_url(server_url, QueueError)
         t = self.tables.queue
         url_hash = sha256_hex(server_url)
         row = {

@@ -45,7 +45,7 @@ def test_longest_server_url_works(store: SQLStore, clock: FakeClock) -> None:
     assert store.get_association(twin, "h").secret == b"twin"
     assert store.use_nonce(long_url, clock.now(), "x") is True
     assert store.use_nonce(long_url, clock.now(), "x") is False
-    with pytest.raises(ValueError, match="longer than"):
+    with pytest.raises(StoreError, match="longer than"):
         store.get_association(long_url + "z")
 
 
