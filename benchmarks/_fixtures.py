@@ -179,6 +179,7 @@ class Timing:
         median = statistics.median(self.seconds) if self.seconds else None
         p95 = self.percentile(0.95)
         data: dict[str, Any] = {
+            "name": self.name,
             "count": self.count,
             "ops_per_second": round(self.ops_per_second, 2),
             "median_us": None if median is None else round(median * 1e6, 1),

@@ -433,7 +433,9 @@ def section_begin(ctx: Context) -> dict[str, Any]:
     for runners in (cheap, costly):
         for runner in runners.values():
             runner.warm(3)
-        interleave(list(runners.values()), sizes.begin, sizes.begin_seconds * len(runners))
+        interleave(
+            list(runners.values()), sizes.begin, sizes.begin_seconds * len(runners), rounds=10
+        )
     out: dict[str, Any] = {key: show(r.timing) for key, r in {**cheap, **costly}.items()}
     out["ours_background"]["queued"] = rp_bg.queue.pending()
     associated = op.counts().get("associate", 0) - before.get("associate", 0)
@@ -720,7 +722,8 @@ def section_fetcher(ctx: Context) -> dict[str, Any]:
     out["speedup"] = speedup(out["ours"], out["theirs"])
     # On this machine the OPs share the CPUs with the relying party; with OPs elsewhere our
     # fetcher is bound by its own CPU (one core: the GIL), the sequential loop by latency.
-    out["ours_rp_cpu_bound_ops_per_second"] = round(count / cpu, 1) if cpu else None
+    ours_cpu = out["ours"]["cpu_us_per_op"]
+    out["ours_rp_cpu_bound_ops_per_second"] = round(1e6 / ours_cpu, 1) if ours_cpu else None
     out["speedup_rp_cpu_per_association"] = round(
         out["theirs"]["cpu_us_per_op"] / out["ours"]["cpu_us_per_op"], 2
     )
@@ -1051,6 +1054,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.extend(["", f"## {title}", "", "| what | ops/s | median us | p95 us | RP CPU us |"])
         lines.append("|---|---|---|---|---|")
         for name, data in rows:
+            name = name.replace("|", "\\|")
             if data and ("skipped" in data or "error" in data):
                 why = f"skipped: {data['skipped']}" if "skipped" in data else data["error"]
                 lines.append(f"| {name} | {why} | | | |")
@@ -1128,7 +1132,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     if "raw" in r:
         w = r["raw"]
-        table("6. raw single-client rates", [(k, v) for k, v in w["raw"].items()])
+        table("6. raw single-client rates", [(v.get("name", k), v) for k, v in w["raw"].items()])
         table("6. our stores' use_nonce rates", [(k, v) for k, v in w["ours_use_nonce"].items()])
         lines.extend(
             [
