@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import urlsplit
 
 import pluggy
 
@@ -184,9 +184,7 @@ class RelyingParty:
         """Normalize (7.2) and discover (7.3), reusing a cached result when there is one."""
         text = user_input.strip() if isinstance(user_input, str) else ""
         if urinorm.is_xri(text):
-            return discovery.discover_xri(
-                urinorm.normalize_xri(text), self.pm, self.settings.fetch
-            )
+            return discovery.discover_xri(urinorm.normalize_xri(text), self.pm, self.settings.fetch)
         identifier = urinorm.normalize_identifier(text)
         return self._discover_url(identifier)
 
@@ -388,11 +386,7 @@ class RelyingParty:
             claimed_id = state.get("claimed_id") or session_endpoint.claimed_id
             identity = message["identity"]
             server_url = session_endpoint.server_url
-        if self.store.nonce_seen(server_url, timestamp, salt):
-            raise ReplayAttackError(
-                "this response was already used once: a replayed assertion is refused"
-            )
-        verified_by = self._check_signature(message, server_url, signed)
+        verified_by = self._check_signature(message, server_url, signed, timestamp, salt)
         signed_set = frozenset(signed)
         extensions = self._parse_extensions(message, signed_set, endpoint, state)
         if not self.store.use_nonce(server_url, timestamp, salt):
@@ -432,11 +426,11 @@ class RelyingParty:
                 "the assertion names no identifier; this relying party only signs users in"
             )
         identity = message["identity"]
-        defragged = urldefrag(claimed)[0]
+        defragged = claimed.partition("#")[0]
         expected = state.get("claimed_id")
         if (
             expected
-            and urldefrag(expected)[0] == defragged
+            and expected.partition("#")[0] == defragged
             and _endpoint_matches(session_endpoint, op_endpoint, identity)
         ):
             return session_endpoint
@@ -452,7 +446,7 @@ class RelyingParty:
             if endpoint.is_op_identifier:
                 continue
             if _endpoint_matches(endpoint, op_endpoint, identity) and (
-                urldefrag(endpoint.claimed_id or "")[0] == defragged
+                (endpoint.claimed_id or "").partition("#")[0] == defragged
             ):
                 return endpoint
         raise DiscoveryMismatchError(
@@ -460,7 +454,9 @@ class RelyingParty:
             " information (11.2): the assertion is refused"
         )
 
-    def _check_signature(self, message: Message, server_url: str, signed: list[str]) -> str:
+    def _check_signature(
+        self, message: Message, server_url: str, signed: list[str], timestamp: float, salt: str
+    ) -> str:
         """11.4: with our association when we have it, else by asking the OP."""
         handle = message["assoc_handle"]
         association = None
@@ -479,6 +475,11 @@ class RelyingParty:
                     invalidated,
                 )
             return "association"
+        if self.store.nonce_seen(server_url, timestamp, salt):
+            # Named before the OP is asked: a stateless OP would only answer "invalid".
+            raise ReplayAttackError(
+                "this response was already used once: a replayed assertion is refused"
+            )
         request = verify.check_authentication_request(message)
         try:
             response = self.fetcher.post(server_url, request.to_post_args())

@@ -156,14 +156,18 @@ class Message:
         Values may be strings or one-item lists (``parse_qs`` / Django ``QueryDict.lists``);
         a key given twice is ambiguous and refused (4.1.2 allows no repeats).
         """
-        fields: dict[str, str] = {}
-        for key, value in query.items():
-            if key.__class__ is not str or not key.startswith("openid."):
-                continue
+        fields = {
+            key[7:]: value
+            for key, value in query.items()
+            if key.__class__ is str and key.startswith("openid.")
+        }
+        for key, value in fields.items():
             if value.__class__ is not str:
-                value = _single_value(key, value)
-            fields[key[7:]] = value
-        return cls(fields)
+                fields[key] = _single_value("openid." + key, value)
+        message = cls.__new__(cls)
+        message.fields = fields
+        message._namespace = message._aliases = None
+        return message
 
     @classmethod
     def from_url(cls, url: str) -> Message:
