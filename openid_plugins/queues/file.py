@@ -44,7 +44,6 @@ from ..stores.file import (
     STALE_TMP_SECONDS,
     ForeignFileError,
     digest,
-    fsync_dir,
     local_root,
     make_private_dir,
     open_layout,
@@ -81,6 +80,8 @@ class FileQueue(Queue):
             self._sweep_tmp()
 
     def put(self, server_url: str) -> None:
+        """Atomic but not fsynced: ``put`` runs on a login's path, and a URL lost in a power
+        cut is queued again by the next login that finds no association."""
         check_server_url(server_url, QueueError)
         target = self._waiting / digest(server_url)
         if os.path.lexists(target):
@@ -92,8 +93,6 @@ class FileQueue(Queue):
             try:
                 os.fchmod(fd, 0o600)
                 os.write(fd, data)
-                if self.fsync:
-                    os.fsync(fd)
             finally:
                 os.close(fd)
             try:
@@ -102,8 +101,6 @@ class FileQueue(Queue):
                 return  # the URL is already waiting
             finally:
                 os.unlink(tmp)
-            if self.fsync:
-                fsync_dir(self._waiting)
             log.debug("queued %s", server_url)
 
     def claim(self, limit: int = 100, lease: float = 60.0) -> list[QueueItem]:

@@ -464,9 +464,11 @@ class FileStore(Store):
                 f"cache value for {namespace!r}/{key!r} is {len(text)} bytes as JSON; the file"
                 f" store keeps at most {MAX_CACHE_BYTES}: cache something smaller"
             )
+        # Cache entries are disposable (a lost one costs one discovery), so they are written
+        # atomically but never fsynced: on a login's path, an fsync costs more than the fetch.
         with self._errors("write the cache"):
-            self._mark(self._cache_index, _bucket(expires, CACHE_BUCKET), name)
-            self._write(self._cache, f"{name}.json", text.encode("ascii"), durable_dir=False)
+            self._mark(self._cache_index, _bucket(expires, CACHE_BUCKET), name, durable=False)
+            self._write(self._cache, f"{name}.json", text.encode("ascii"), False, fsync=False)
         self._maybe_cleanup()
 
     def cache_delete(self, namespace: str, key: str) -> None:
@@ -629,8 +631,9 @@ class FileStore(Store):
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _mark(self, index: Path, bucket: int, name: str) -> None:
-        """Add an expiry-index marker, durable before the record it points at."""
+    def _mark(self, index: Path, bucket: int, name: str, durable: bool = True) -> None:
+        """Add an expiry-index marker, durable (unless told otherwise) before the record it
+        points at."""
         bucket_dir = index / str(bucket)
         for _ in range(_WRITE_ATTEMPTS):
             try:
@@ -638,16 +641,22 @@ class FileStore(Store):
             except FileNotFoundError:
                 make_private_dir(bucket_dir)
                 continue
-            if fresh and self.fsync:
+            if fresh and durable and self.fsync:
                 fsync_dir(bucket_dir)
             return
         raise FileNotFoundError(f"{bucket_dir} keeps disappearing")
 
-    def _write(self, directory: Path, name: str, data: bytes, durable_dir: bool = True) -> None:
+    def _write(
+        self, directory: Path, name: str, data: bytes, durable_dir: bool = True, fsync: bool = True
+    ) -> None:
         for _ in range(_WRITE_ATTEMPTS):
             try:
                 write_atomically(
-                    self._tmp, directory / name, data, fsync=self.fsync, durable_dir=durable_dir
+                    self._tmp,
+                    directory / name,
+                    data,
+                    fsync=fsync and self.fsync,
+                    durable_dir=durable_dir,
                 )
                 return
             except FileNotFoundError:  # cleanup removed the (empty) directory meanwhile
