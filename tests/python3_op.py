@@ -9,6 +9,7 @@ can prove what did or did not happen on the wire.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -49,6 +50,12 @@ class Python3OP:
         self.sreg_data = dict(SREG_DATA)
         self.ax_data = {k: list(v) for k, v in AX_DATA.items()}
         self.last_checkid: CheckIDRequest | None = None
+        #: PAPE: the last request seen, and how many seconds ago the user "authenticated".
+        self.last_pape = None
+        self.auth_age = 0.0
+        #: Extension namespaces whose request arguments are echoed back (as ``echo.<key>``),
+        #: signed, so a site-defined extension can be tested end to end.
+        self.echo_namespaces: set[str] = set()
         #: The identifier answered to identifier_select requests (None: identity("alice")).
         self.select_identity: str | None = None
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -98,6 +105,9 @@ class Python3OP:
         self.decision = "allow"
         self.allowed_associations = None
         self.select_identity = None
+        self.last_pape = None
+        self.auth_age = 0.0
+        self.echo_namespaces = set()
         self.store = MemoryStore()
         self._servers.clear()
 
@@ -160,8 +170,22 @@ class Python3OP:
                     ax_response.addValue(type_uri, value)
             response.addExtension(ax_response)
         pape_request = pape.Request.fromOpenIDRequest(request)
+        self.last_pape = pape_request
         if pape_request is not None:
-            response.addExtension(pape.Response(auth_policies=[], auth_time=None))
+            auth_time = time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - self.auth_age)
+            )
+            response.addExtension(
+                pape.Response(
+                    auth_policies=pape_request.preferred_auth_policies, auth_time=auth_time
+                )
+            )
+        for namespace in self.echo_namespaces:
+            args = request.message.getArgs(namespace)
+            if args:
+                alias = request.message.namespaces.getAlias(namespace)
+                response.fields.namespaces.addAlias(namespace, alias)
+                response.fields.updateArgs(namespace, {f"echo.{k}": v for k, v in args.items()})
         return response
 
     # -- identity pages --------------------------------------------------------------------
