@@ -48,6 +48,9 @@ SESSION_KEY = "openid_plugins"
 #: Indirect messages longer than this go by form POST (OpenID 2.0 section 5.2.1).
 MAX_REDIRECT_URL = 2047
 DISCOVERY_CACHE = "discovery"
+#: How long and how many associations complete() keeps in process (see _association).
+ASSOCIATION_CACHE_SECONDS = 60.0
+ASSOCIATION_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class RelyingParty:
         self.associator = Associator(
             self.store, self.fetcher, self.clock, self.settings, self.pm, queue=self._get_queue
         )
+        self._associations: dict[tuple[str, str], tuple[Association, float]] = {}
         self._thread = None
         if self.settings.fetcher == "thread" and self.settings.association == "background":
             from .fetcher import FetcherThread
@@ -461,7 +465,7 @@ class RelyingParty:
         handle = message["assoc_handle"]
         association = None
         if self.settings.association != "stateless":
-            association = self.store.get_association(server_url, handle)
+            association = self._association(server_url, handle)
         if association is not None:
             if not check_signature(association, message.fields, signed, message["sig"]):
                 raise SignatureError(
@@ -491,9 +495,30 @@ class RelyingParty:
                 f"the OP at {server_url} did not confirm the signature (check_authentication)"
             )
         if invalidate:
+            self._associations.pop((server_url, invalidate), None)
             self.store.remove_association(server_url, invalidate)
             self.associator.handle_invalidated(server_url)
         return "check_authentication"
+
+    def _association(self, server_url: str, handle: str) -> Association | None:
+        """The association an assertion names, from a small per-process cache.
+
+        An association never changes once made, so a copy is safe to reuse for a short while;
+        it saves a store round trip per login. Removal by another process is seen within
+        ``ASSOCIATION_CACHE_SECONDS`` (the secret stays valid meanwhile; only the OP's own
+        confirmation invalidates it, and the OP signs nothing new with a handle it dropped).
+        """
+        now = self.clock.now()
+        key = (server_url, handle)
+        cached = self._associations.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0] if cached[0].expires > now else None
+        association = self.store.get_association(server_url, handle)
+        if association is not None:
+            if len(self._associations) >= ASSOCIATION_CACHE_SIZE:
+                self._associations.clear()
+            self._associations[key] = (association, now + ASSOCIATION_CACHE_SECONDS)
+        return association
 
     def _parse_extensions(
         self,
