@@ -125,3 +125,31 @@ def test_two_fetcher_processes_make_one_association_per_op(op, tmp_path):
     with RelyingParty(settings=Settings(store=store_url, queue=queue_url)) as rp:
         assert all(rp.store.get_association(url) for url in endpoints)
         assert rp.queue.pending() == 0
+
+
+def test_watch_mode_associates_as_items_arrive_and_stops_on_sigterm(op, tmp_path):
+    import signal
+
+    from openid_plugins.config import Settings
+    from openid_plugins.relying_party import RelyingParty
+
+    store_url = (tmp_path / "store").as_uri()
+    queue_url = (tmp_path / "queue").as_uri()
+    env = dict(os.environ, OPENID_PLUGINS_STORE=store_url, OPENID_PLUGINS_QUEUE=queue_url)
+    cmd = [sys.executable, "-m", "openid_plugins", "associate", "--watch", "--poll", "0.2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        with RelyingParty(settings=Settings(store=store_url, queue=queue_url)) as rp:
+            rp.queue.put(op.endpoint("op77"))
+            deadline = time.monotonic() + 30
+            while rp.store.get_association(op.endpoint("op77")) is None:
+                assert time.monotonic() < deadline, "the watching fetcher made no association"
+                assert proc.poll() is None
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "made 1" in out
