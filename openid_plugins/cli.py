@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from . import config
+from .demo import add_demo_command
 from .errors import OpenIDError
 from .manager import make_plugin_manager, plugin_infos
 
@@ -117,8 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cleanup", help="remove expired associations, nonces and cache entries")
     p.add_argument("--store", help="store URL")
     p.set_defaults(func=cmd_cleanup)
-
-    from .demo import add_demo_command
 
     add_demo_command(sub)
 

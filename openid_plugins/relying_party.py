@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,7 +62,7 @@ class AuthRequest:
     endpoint: Endpoint
     association: Association | None
 
-    @property
+    @cached_property
     def redirect_url(self) -> str:
         return self.message.to_url(self.endpoint.server_url)
 
