@@ -118,11 +118,13 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``OPENID_PLUGINS_STORE``, ``OPENID_PLUGINS_QUEUE``, ... ."""
         environ = os.environ if environ is None else environ
-        skip = {"BLOCK"}
+        # BLOCK is read by the plugin manager; TEST_* name servers for backend test suites.
         mapping = {
             key[len(ENV_PREFIX) :].lower(): value
             for key, value in environ.items()
-            if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :] not in skip
+            if key.startswith(ENV_PREFIX)
+            and key[len(ENV_PREFIX) :] != "BLOCK"
+            and not key[len(ENV_PREFIX) :].startswith("TEST_")
         }
         return cls.from_mapping(mapping)
 
