@@ -1,19 +1,22 @@
 """What the SQL store and queue share: lazy engine and schema, and running each operation
-as one short transaction on a pooled connection, with database errors reported as
-``StoreError``/``QueueError``.
+as one statement (autocommit) or one short transaction on a pooled connection, with
+database errors reported as ``StoreError``/``QueueError``.
 
-Unlike python3-openid's SQLStore, nothing is shared between calls (no cursor, no open
-transaction), and the caller's own transactions are never touched."""
+Unlike python3-openid's SQLStore, nothing is shared between concurrent calls (each one
+checks a connection out of the pool), no transaction stays open between calls, and the
+caller's own transactions are never touched."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from openid_plugins.contracts import StoreOptions
 from openid_plugins.errors import OpenIDError
@@ -31,6 +34,24 @@ T = TypeVar("T")
 _ATTEMPTS = 3
 
 
+class _Transaction:
+    def __init__(self, cursor: Any, begin: str) -> None:
+        self._cursor, self._begin = cursor, begin
+
+    def __enter__(self) -> Any:
+        self._cursor.execute(self._begin)
+        return self._cursor
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self._cursor.execute("COMMIT")
+
+
 class SQLBackend:
     """Base of ``SQLStore`` and ``SQLQueue``."""
 
@@ -42,6 +63,7 @@ class SQLBackend:
         self.tables: Tables = tables(self.target.prefix)
         self._now = options.clock.now
         self._engine: Engine | None = None
+        self._liveness: engines.Liveness | None = None
         self._guard = threading.Lock()
         self._closed = False
 
@@ -64,8 +86,20 @@ class SQLBackend:
                 except BaseException:
                     engines.release(self.target)
                     raise
+                self._liveness = engines.liveness(engine)
+                self._prepare(engine.dialect)
                 self._engine = engine
             return self._engine
+
+    def _prepare(self, dialect: Dialect) -> None:
+        """Render the hot-path SQL for ``dialect`` (subclasses), once the engine exists."""
+
+    def transaction(self, cursor: Any) -> _Transaction:
+        """BEGIN ... COMMIT around hot-path work that needs more than one statement
+        (``BEGIN IMMEDIATE`` on SQLite: it takes the write lock up front, so the
+        transaction never fails halfway on "database is locked"). A failure leaves the
+        rollback to ``_call``."""
+        return _Transaction(cursor, "BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
 
     def _ensure_schema(self, engine: Engine) -> None:
         if engines.schema_ready(self.target):
@@ -90,6 +124,61 @@ class SQLBackend:
                 raise self._failure("creating the schema", err) from err
         engines.mark_schema_ready(self.target)
 
+    def _call(self, what: str, work: Callable[[Any], T], *, retry: bool = False) -> T:
+        """``work(cursor)`` on a pooled connection's DB-API cursor: the hot path.
+
+        SQLAlchemy's execution layer (compiled-statement setup, events, result objects)
+        costs more CPU than a SQLite INSERT, so these operations run pre-rendered SQL on
+        the driver directly. The connection is in autocommit mode: a single statement is a
+        whole operation and one round trip; ``transaction()`` brackets the rest.
+
+        A disconnect replaces every pooled connection. ``retry`` work (reads, idempotent
+        writes) then runs once more on a fresh connection; other writes are not retried,
+        since one that reached the server may have committed (a nonce INSERT retried into
+        a duplicate key would report a false replay). Deadlocks, which roll the statement
+        or transaction back, are retried.
+        """
+        engine = self._engine or self._ready()
+        dialect = engine.dialect
+        driver_error = dialect.loaded_dbapi.Error
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                connection = engine.pool.connect()
+            except (driver_error, exc.SQLAlchemyError) as err:
+                raise self._failure(what, err) from err
+            try:
+                return work(engines.cursor(connection))
+            except driver_error as err:
+                if dialect.is_disconnect(err, connection.dbapi_connection, None):
+                    connection.invalidate(err)
+                    if self._liveness is not None:
+                        self._liveness.lost()
+                    again = retry and attempt == 1
+                else:
+                    self._end_transaction(connection)
+                    again = attempt < _ATTEMPTS and engines.is_retryable(err)
+                if not again:
+                    raise self._failure(what, err) from err
+                log.info("%s on %s: retrying after %s", what, self.target.display, err)
+            except BaseException:
+                # Interrupted mid-protocol (or a bug): the connection's state is unknown.
+                connection.invalidate()
+                raise
+            finally:
+                connection.close()
+
+    @staticmethod
+    def _end_transaction(connection: PoolProxiedConnection) -> None:
+        """Roll back whatever a failed operation left open (nothing, after a single
+        statement); a connection that cannot even do that is discarded."""
+        try:
+            connection.dbapi_connection.rollback()
+        except Exception as err:
+            log.warning("discarding a connection whose rollback failed: %s", err)
+            connection.invalidate(err)
+
     def _run(
         self,
         what: str,
@@ -98,8 +187,9 @@ class SQLBackend:
         write: bool = True,
         passthrough: tuple[type[BaseException], ...] = (),
     ) -> T:
-        """``work`` in one transaction on a pooled connection; committed if it returns.
+        """``work`` in one transaction through SQLAlchemy Core; committed if it returns.
 
+        For the operations that are not worth pre-rendering (cleanup, acks, counts).
         ``write`` transactions take SQLite's write lock up front. Exceptions listed in
         ``passthrough`` reach the caller as they are (after the rollback).
         """
@@ -116,20 +206,20 @@ class SQLBackend:
             except passthrough:
                 raise
             except exc.DBAPIError as err:
-                if attempt < _ATTEMPTS and engines.is_retryable(err):
+                if attempt < _ATTEMPTS and engines.is_retryable(err.orig):
                     log.info("%s on %s: retrying after %s", what, self.target.display, err.orig)
                     continue
                 raise self._failure(what, err) from err
             except exc.SQLAlchemyError as err:
                 raise self._failure(what, err) from err
 
-    def _failure(self, what: str, err: exc.SQLAlchemyError) -> OpenIDError:
+    def _failure(self, what: str, err: BaseException) -> OpenIDError:
         orig = getattr(err, "orig", None) or err
         reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return self._error(
             f"{what} on {self.target.display} failed ({type(orig).__name__}: {reason}); "
-            "its transaction did not complete, so nothing is half-written. Check that the "
-            "database is reachable and healthy; the next call reconnects."
+            "the database did all of it or none of it, so nothing is half-written. Check "
+            "that the database is reachable and healthy; the next call reconnects."
         )
 
     def close(self) -> None:

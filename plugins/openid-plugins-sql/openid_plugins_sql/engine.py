@@ -4,13 +4,18 @@ made lazily, disposed when the last user closes, and reset in a forked child."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
+import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from openid_plugins.errors import ConfigurationError
 
@@ -23,8 +28,12 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Seconds to wait for a PostgreSQL or MariaDB server to accept a connection: a server
 #: that is down must fail the operation, not hang the login.
 CONNECT_TIMEOUT = 10
-#: Execution option read by the SQLite ``begin`` listener.
+#: Seconds a pooled server connection may sit unused before its next checkout pings it.
+PING_IDLE_AFTER = 2.0
+#: Execution option read by the ``begin`` listener (SQLite's BEGIN mode).
 _SQLITE_BEGIN = "openid_sqlite_begin"
+#: Keys in a pooled connection's ``info``.
+_BORN, _USED, _CURSOR = "openid_born", "openid_used", "openid_cursor"
 
 
 @dataclass
@@ -37,6 +46,7 @@ class _Entry:
 
 _lock = threading.Lock()
 _entries: dict[str, _Entry] = {}
+_liveness: weakref.WeakKeyDictionary[Engine, Liveness] = weakref.WeakKeyDictionary()
 
 
 def acquire(target: Target) -> Engine:
@@ -83,20 +93,71 @@ def writing(conn: Connection) -> Connection:
     return conn
 
 
+class Liveness:
+    """Disconnect handling for one engine's pool, cheaper than ``pool_pre_ping``.
+
+    Pessimistic: a connection idle for longer than ``PING_IDLE_AFTER`` is pinged when it is
+    checked out, and a dead one is replaced before the operation uses it (SQLAlchemy's
+    documented ``checkout``-event recipe). A connection in steady use is not pinged: a
+    ``SELECT 1`` before every operation would double PostgreSQL's round trips.
+
+    Optimistic: an operation that meets a disconnect calls ``lost()``; every connection
+    made before that moment is replaced at its next checkout, so one server restart costs
+    at most the operations in flight.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._dialect = engine.dialect
+        self._lost_at = -math.inf
+        event.listen(engine, "connect", self._connect)
+        event.listen(engine, "checkout", self._checkout)
+
+    def lost(self) -> None:
+        """A connection of this pool was found dead: the server may have restarted."""
+        self._lost_at = time.monotonic()
+
+    def _connect(self, _dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_BORN] = record.info[_USED] = time.monotonic()
+
+    def _checkout(self, dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: object) -> None:
+        info = record.info
+        now = time.monotonic()
+        if info[_BORN] <= self._lost_at:
+            # Raising this makes the pool replace the connection and check out again.
+            raise exc.DisconnectionError("connection made before the server was lost")
+        idle, info[_USED] = now - info[_USED], now
+        if idle <= PING_IDLE_AFTER:
+            return
+        try:
+            self._dialect.do_ping(dbapi_connection)
+        except self._dialect.loaded_dbapi.Error as err:
+            if self._dialect.is_disconnect(err, dbapi_connection, None):
+                log.info("pooled connection found dead after %.1f s idle: %s", idle, err)
+                self._lost_at = now
+                raise exc.InvalidatePoolError(str(err)) from err
+            raise
+
+
+def is_retryable(error: BaseException) -> bool:
+    """A deadlock or serialization failure: the database rolled the whole transaction back,
+    so running it again is safe. ``error`` is the DB-API driver's exception."""
+    if getattr(error, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL
+        return True
+    args = getattr(error, "args", ())
+    # MariaDB/MySQL: ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT.
+    return bool(args) and args[0] in (1213, 1205)
+
+
 def _create(target: Target) -> Engine:
     kwargs: dict = {
-        "pool_pre_ping": True,
         # Every use of these engines ends its transaction itself (commit, or rollback on any
-        # error: see backend._run and schema.upgrade), so the pool's ROLLBACK on return
+        # error: see backend.py and schema.upgrade), so the pool's ROLLBACK on return
         # would only add a round trip to each operation.
         "pool_reset_on_return": None,
     }
     if target.dialect == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
-        # READ COMMITTED on both servers: MariaDB's default REPEATABLE READ takes gap locks
-        # that make concurrent puts and claims deadlock.
-        kwargs["isolation_level"] = "READ COMMITTED"
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         if target.dialect == "mysql":
             # The server drops idle connections after wait_timeout (8 h by default).
@@ -111,14 +172,35 @@ def _create(target: Target) -> Engine:
         ) from err
     if target.dialect == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
+    else:
+        event.listen(engine, "connect", _server_connect)
+        # A SQLite file cannot go away under an open connection; servers can.
+        _liveness[engine] = Liveness(engine)
+    event.listen(engine, "connect", _keep_cursor)
+    event.listen(engine, "begin", _begin)
     log.debug("created engine for %s", target.display)
     return engine
 
 
-def _sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    # We emit BEGIN ourselves (see _sqlite_begin); sqlite3's implicit one skips SELECTs and
-    # DDL, which breaks transactional schema creation and read consistency.
+def liveness(engine: Engine) -> Liveness | None:
+    """``engine``'s disconnect handling; None for SQLite."""
+    return _liveness.get(engine)
+
+
+def cursor(connection: PoolProxiedConnection) -> Any:
+    """The DB-API cursor kept with a pooled connection (made once per connection)."""
+    return connection.info[_CURSOR]
+
+
+# Every connection runs in the driver's autocommit mode: a single-statement operation (a
+# nonce INSERT, a lookup) is one round trip, with no BEGIN/COMMIT pair around it. Work that
+# needs a transaction says BEGIN itself: SQLAlchemy's through the ``begin`` event below,
+# the hot path's through backend.transaction().
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # sqlite3's own implicit BEGIN also skips SELECTs and DDL, which would break
+    # transactional schema creation and read consistency; autocommit it is.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
@@ -132,20 +214,31 @@ def _sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
         cursor.close()
 
 
-def _sqlite_begin(conn: Connection) -> None:
+def _server_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    if hasattr(dbapi_connection, "ping"):  # PyMySQL
+        dbapi_connection.autocommit(True)
+        statement = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+    else:  # psycopg
+        dbapi_connection.autocommit = True
+        statement = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED"
+    # READ COMMITTED on both servers for the transactions that remain: MariaDB's default
+    # REPEATABLE READ takes gap locks that make concurrent puts and claims deadlock.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _keep_cursor(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # Registered after the dialect's own connect handling; one cursor per connection,
+    # reused by every hot-path operation on it (one thread at a time: the pool's rule).
+    record.info[_CURSOR] = dbapi_connection.cursor()
+
+
+def _begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-def is_retryable(error: exc.DBAPIError) -> bool:
-    """A deadlock or serialization failure: the database rolled the whole transaction back,
-    so running it again is safe."""
-    orig = error.orig
-    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL
-        return True
-    args = getattr(orig, "args", ())
-    # MariaDB/MySQL: ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT.
-    return bool(args) and args[0] in (1213, 1205)
+    conn.exec_driver_sql(f"BEGIN {mode}" if conn.dialect.name == "sqlite" else "BEGIN")
 
 
 def _after_fork_in_child() -> None:

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc
-from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from openid_plugins.contracts import Queue, QueueItem, StoreOptions, check_server_url
 from openid_plugins.errors import QueueError
 
 from .backend import SQLBackend
 from .engine import CONNECT_TIMEOUT
+from .sql import Renderer
 from .store import sha256_hex
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ POLL_INTERVAL = 0.25
 LISTEN_SLICE = 1.0
 #: Tries of a release that races a put of the same URL.
 _RELEASE_ATTEMPTS = 3
+#: Claimed rows marked per UPDATE (SQLite before 3.32 allows 999 parameters).
+_MARK_BATCH = 500
 
 
 class SQLQueue(SQLBackend, Queue):
@@ -51,74 +53,89 @@ class SQLQueue(SQLBackend, Queue):
         self._listener_pid = 0
         self._listen_lock = threading.Lock()
 
-    def put(self, server_url: str) -> None:
-        check_server_url(server_url, QueueError)
-        t = self.tables.queue
-        url_hash = sha256_hex(server_url)
-        row = {
-            "server_url": server_url,
-            "url_hash": url_hash,
-            "waiting_hash": url_hash,
-            "claimed_until": 0.0,
-            "token": None,
-            "queued": self.clock.now(),
-        }
+    def _prepare(self, dialect: Dialect) -> None:
+        r = Renderer(dialect, self.tables)
+        # Concurrent claimers skip each other's rows instead of queueing behind them;
+        # SQLite instead serializes claims with BEGIN IMMEDIATE (see transaction()).
+        lock = "FOR UPDATE SKIP LOCKED" if self._skip_locked(dialect) else "FOR UPDATE"
         if self.dialect == "postgresql":
-            stmt: sa.Executable = (
-                postgresql.insert(t)
-                .values(**row)
-                .on_conflict_do_nothing(index_elements=["waiting_hash"])
-                .returning(t.c.id)
+            # One statement, one round trip: the NOTIFY goes out only for a new row, and at
+            # COMMIT, so a woken waiter finds the row.
+            self._put = r(
+                "WITH added AS (INSERT INTO {queue} (server_url, url_hash, waiting_hash,"
+                " claimed_until, token, queued) VALUES (?, ?, ?, 0, NULL, ?)"
+                " ON CONFLICT (waiting_hash) DO NOTHING RETURNING id)"
+                " SELECT pg_notify(?, '') FROM added"
             )
-            notify = sa.select(sa.func.pg_notify(self._channel, ""))
+            # Picked and marked in one statement too, each row locked as it is picked.
+            self._claim = r(
+                "WITH picked AS (SELECT id FROM {queue} WHERE claimed_until <= ?"
+                " ORDER BY id LIMIT ? {lock})"
+                " UPDATE {queue} SET claimed_until = ?, token = ?, waiting_hash = NULL"
+                " FROM picked WHERE {queue}.id = picked.id"
+                " RETURNING {queue}.id, {queue}.server_url",
+                lock=lock,
+            )
         elif self.dialect == "sqlite":
-            stmt = (
-                sqlite.insert(t)
-                .values(**row)
-                .on_conflict_do_nothing(index_elements=["waiting_hash"])
+            self._put = r(
+                "INSERT INTO {queue} (server_url, url_hash, waiting_hash, claimed_until,"
+                " token, queued) VALUES (?, ?, ?, 0, NULL, ?)"
+                " ON CONFLICT (waiting_hash) DO NOTHING"
             )
-            notify = None
+            self._claim = r(
+                "SELECT id, server_url FROM {queue} WHERE claimed_until <= ? ORDER BY id LIMIT ?"
+            )
         else:
             # A no-op update rather than INSERT IGNORE, which would also turn real errors
             # (truncation, bad values) into warnings.
-            ins = mysql.insert(t).values(**row)
-            stmt = ins.on_duplicate_key_update(waiting_hash=ins.inserted.waiting_hash)
-            notify = None
+            self._put = r(
+                "INSERT INTO {queue} (server_url, url_hash, waiting_hash, claimed_until,"
+                " token, queued) VALUES (?, ?, ?, 0, NULL, ?)"
+                " ON DUPLICATE KEY UPDATE waiting_hash = VALUES(waiting_hash)"
+            )
+            self._claim = r(
+                "SELECT id, server_url FROM {queue} WHERE claimed_until <= ?"
+                " ORDER BY id LIMIT ? {lock}",
+                lock=lock,
+            )
+        self._mark = r(
+            "UPDATE {queue} SET claimed_until = ?, token = ?, waiting_hash = NULL WHERE id IN "
+        )
+        self._placeholder = r.mark
 
-        def work(conn: Connection) -> None:
-            inserted = conn.execute(stmt)
-            if notify is not None and inserted.first() is not None:
-                # Only for a new row; delivered at COMMIT, so a woken waiter finds the row.
-                conn.execute(notify)
-
-        self._run("queueing an association request", work)
+    def put(self, server_url: str) -> None:
+        check_server_url(server_url, QueueError)
+        url_hash = sha256_hex(server_url)
+        row: tuple[Any, ...] = (server_url, url_hash, url_hash, self.clock.now())
+        if self.dialect == "postgresql":
+            row += (self._channel,)
+        # Not retried after a disconnect: the row may be in, and may be claimed already.
+        self._call("queueing an association request", lambda cursor: cursor.execute(self._put, row))
 
     def claim(self, limit: int = 100, lease: float = 60.0) -> list[QueueItem]:
         if limit <= 0:
             return []
         now = self.clock.now()
         token = secrets.token_hex(16)
-        t = self.tables.queue
-        query = (
-            sa.select(t.c.id, t.c.server_url)
-            .where(t.c.claimed_until <= now)
-            .order_by(t.c.id)
-            .limit(limit)
-        )
-        if self.dialect != "sqlite":
-            # Concurrent claimers skip each other's rows instead of queueing behind them;
-            # SQLite instead serializes claims with BEGIN IMMEDIATE (see _run).
-            query = query.with_for_update(skip_locked=self._skip_locked())
-        update = sa.update(t).values(claimed_until=now + lease, token=token, waiting_hash=None)
+        mark = (now + lease, token)
 
-        def work(conn: Connection) -> list[Any]:
-            rows = conn.execute(query).all()
-            if rows:
-                conn.execute(update.where(t.c.id.in_([r.id for r in rows])))
+        def one_statement(cursor: Any) -> list[Any]:
+            cursor.execute(self._claim, (now, limit, *mark))
+            return sorted(cursor.fetchall())
+
+        def pick_then_mark(cursor: Any) -> list[Any]:
+            with self.transaction(cursor):
+                cursor.execute(self._claim, (now, limit))
+                rows = cursor.fetchall()
+                for start in range(0, len(rows), _MARK_BATCH):
+                    ids = [row[0] for row in rows[start : start + _MARK_BATCH]]
+                    marks = ", ".join([self._placeholder] * len(ids))
+                    cursor.execute(f"{self._mark}({marks})", (*mark, *ids))
             return rows
 
-        rows = self._run("claiming queue items", work)
-        return [QueueItem(r.server_url, f"{r.id}:{token}") for r in rows]
+        work = one_statement if self.dialect == "postgresql" else pick_then_mark
+        rows = self._call("claiming queue items", work)
+        return [QueueItem(server_url, f"{row_id}:{token}") for row_id, server_url in rows]
 
     def ack(self, items: Iterable[QueueItem]) -> None:
         claims = self._claims(items)
@@ -207,10 +224,9 @@ class SQLQueue(SQLBackend, Queue):
         found = self._run("looking at the queue", lambda conn: conn.scalar(query), write=False)
         return found is not None
 
-    def _skip_locked(self) -> bool:
+    def _skip_locked(self, dialect: Dialect) -> bool:
         """SKIP LOCKED exists on PostgreSQL >= 9.5, MariaDB >= 10.6, MySQL >= 8.0.1; older
         servers get plain FOR UPDATE (correct, claims just queue behind each other)."""
-        dialect = self._ready().dialect
         version = dialect.server_version_info or ()
         if self.dialect == "postgresql":
             return version >= (9, 5)
@@ -236,7 +252,6 @@ class SQLQueue(SQLBackend, Queue):
         import psycopg
         from psycopg import sql
 
-        self._ready()
         with self._listen_lock:
             if self._listener is not None and self._listener_pid != os.getpid():
                 # Inherited over fork: the socket is the parent's; psycopg will not close it.

@@ -3,24 +3,22 @@ MariaDB/MySQL."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy import exc
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from openid_plugins.contracts import Association, Store, StoreOptions, check_server_url
 from openid_plugins.errors import StoreError
 
 from .backend import SQLBackend
 from .schema import tables
+from .sql import Renderer
 
 log = logging.getLogger("openid_plugins.sql.store")
 
@@ -33,66 +31,64 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def upsert(dialect: str, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
-    """INSERT a row (given at execution), or UPDATE its other columns where ``keys``
-    already exist: one statement, atomic on every dialect."""
-    others = [c.name for c in table.columns if c.name not in keys]
-    if dialect == "mysql":
-        stmt = mysql.insert(table)
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in others})
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: stmt.excluded[c] for c in others}
-    )
-
-
 @dataclass(frozen=True)
 class _Statements:
-    """The hot-path statements, built once per prefix and dialect with bound parameters:
-    building SQLAlchemy constructs costs more CPU than running them."""
+    """The hot-path SQL of one prefix in one dialect (see ``sql.Renderer``)."""
 
-    store_association: sa.Executable
-    newest: sa.Select[Any]
-    by_handle: sa.Select[Any]
-    remove: sa.Delete
-    use_nonce: sa.Insert
-    cache_get: sa.Select[Any]
-    cache_set: sa.Executable
-    cache_delete: sa.Delete
+    store_association: str
+    newest: str
+    by_handle: str
+    remove: str
+    use_nonce: str
+    nonce_seen: str
+    cache_get: str
+    cache_set: str
+    cache_delete: str
 
 
-@functools.lru_cache(maxsize=64)
-def _statements(prefix: str, dialect: str) -> _Statements:
-    t = tables(prefix)
-    a, c = t.associations, t.cache
-    valid = sa.select(a.c.handle, a.c.secret, a.c.issued, a.c.lifetime, a.c.assoc_type).where(
-        a.c.server_hash == sa.bindparam("server_hash"),
-        a.c.server_url == sa.bindparam("server_url"),
-        a.c.expires > sa.bindparam("now"),
-    )
+#: Parameter order of ``store_association`` and ``cache_set``.
+_ASSOCIATION_ROW = (
+    "server_hash",
+    "handle",
+    "server_url",
+    "secret",
+    "issued",
+    "lifetime",
+    "expires",
+    "assoc_type",
+)
+_CACHE_ROW = ("key_hash", "namespace", "value", "expires")
+
+
+#: The full URL is compared as well as its hash: even a hash collision could not hand out
+#: another OP's secret. Never an expired association (contracts.Store).
+_VALID = (
+    "SELECT handle, secret, issued, lifetime, assoc_type FROM {associations}"
+    " WHERE server_hash = ? AND server_url = ? AND expires > ?"
+)
+
+
+def _statements(prefix: str, dialect: Dialect) -> _Statements:
+    r = Renderer(dialect, tables(prefix))
     return _Statements(
-        store_association=upsert(dialect, a, ("server_hash", "handle")),
+        store_association=r.upsert("associations", _ASSOCIATION_ROW, ("server_hash", "handle")),
         # The newest valid one in a single query on the (server_hash, issued) index.
-        newest=valid.order_by(a.c.issued.desc()).limit(1),
-        by_handle=valid.where(a.c.handle == sa.bindparam("handle")),
-        remove=sa.delete(a).where(
-            a.c.server_hash == sa.bindparam("server_hash"),
-            a.c.server_url == sa.bindparam("server_url"),
-            a.c.handle == sa.bindparam("handle"),
+        newest=r(_VALID + " ORDER BY issued DESC LIMIT 1"),
+        by_handle=r(_VALID + " AND handle = ?"),
+        remove=r(
+            "DELETE FROM {associations} WHERE server_hash = ? AND server_url = ? AND handle = ?"
         ),
-        use_nonce=sa.insert(t.nonces),
-        cache_get=sa.select(c.c.value).where(
-            c.c.key_hash == sa.bindparam("key_hash"), c.c.expires > sa.bindparam("now")
-        ),
-        cache_set=upsert(dialect, c, ("key_hash",)),
-        cache_delete=sa.delete(c).where(c.c.key_hash == sa.bindparam("key_hash")),
+        use_nonce=r("INSERT INTO {nonces} (nonce_hash, expires) VALUES (?, ?)"),
+        nonce_seen=r("SELECT 1 FROM {nonces} WHERE nonce_hash = ?"),
+        cache_get=r("SELECT value FROM {cache} WHERE key_hash = ? AND expires > ?"),
+        cache_set=r.upsert("cache", _CACHE_ROW, ("key_hash",)),
+        cache_delete=r("DELETE FROM {cache} WHERE key_hash = ?"),
     )
 
 
 class SQLStore(SQLBackend, Store):
-    """A ``Store`` on one database; every method is one transaction on a pooled connection,
-    so it is safe from any number of threads and processes."""
+    """A ``Store`` on one database; every method is one statement or one short transaction
+    on a pooled connection, so it is safe from any number of threads and processes."""
 
     _error: ClassVar[type[StoreError]] = StoreError
     _kind: ClassVar[str] = "store"
@@ -100,55 +96,63 @@ class SQLStore(SQLBackend, Store):
     def __init__(self, url: str, options: StoreOptions) -> None:
         Store.__init__(self, options)
         SQLBackend.__init__(self, url, options)
-        self._sql = _statements(self.target.prefix, self.dialect)
+
+    def _prepare(self, dialect: Dialect) -> None:
+        self._sql = _statements(self.target.prefix, dialect)
+        self._duplicate = dialect.loaded_dbapi.IntegrityError
 
     # -- associations -------------------------------------------------------------------
 
     def store_association(self, server_url: str, association: Association) -> None:
         check_server_url(server_url)
-        row = {
-            "server_hash": sha256_hex(server_url),
-            "handle": association.handle,
-            "server_url": server_url,
-            "secret": association.secret,
-            "issued": association.issued,
-            "lifetime": association.lifetime,
-            "expires": association.expires,
-            "assoc_type": association.assoc_type,
-        }
-        stmt = self._sql.store_association
-        self._run("storing an association", lambda conn: conn.execute(stmt, row))
+        row = (  # _ASSOCIATION_ROW
+            sha256_hex(server_url),
+            association.handle,
+            server_url,
+            association.secret,
+            association.issued,
+            association.lifetime,
+            association.expires,
+            association.assoc_type,
+        )
+        self._call(
+            "storing an association",
+            lambda cursor: cursor.execute(self._sql.store_association, row),
+            retry=True,  # an upsert of the same row: running it twice changes nothing
+        )
 
     def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
         check_server_url(server_url)
-        args = {"server_hash": sha256_hex(server_url), "server_url": server_url}
-        args["now"] = self.clock.now()
-        if handle is None:
-            query = self._sql.newest
-        else:
-            query, args["handle"] = self._sql.by_handle, handle
-        row = self._run(
-            "looking up an association",
-            lambda conn: conn.execute(query, args).first(),
-            write=False,
-        )
+        args: tuple[Any, ...] = (sha256_hex(server_url), server_url, self.clock.now())
+        if handle is not None:
+            args += (handle,)
+
+        def work(cursor: Any) -> Any:
+            cursor.execute(self._sql.newest if handle is None else self._sql.by_handle, args)
+            return cursor.fetchone()
+
+        row = self._call("looking up an association", work, retry=True)
         if row is None:
             return None
+        handle, secret, issued, lifetime, assoc_type = row
         return Association(
-            handle=row.handle,
-            secret=bytes(row.secret),
-            issued=row.issued,
-            lifetime=row.lifetime,
-            assoc_type=row.assoc_type,
+            handle=handle,
+            secret=bytes(secret),
+            issued=issued,
+            lifetime=lifetime,
+            assoc_type=assoc_type,
         )
 
     def remove_association(self, server_url: str, handle: str) -> bool:
         check_server_url(server_url)
-        args = {"server_hash": sha256_hex(server_url), "server_url": server_url, "handle": handle}
-        stmt = self._sql.remove
-        return (
-            self._run("removing an association", lambda conn: conn.execute(stmt, args).rowcount) > 0
-        )
+        args = (sha256_hex(server_url), server_url, handle)
+
+        def work(cursor: Any) -> bool:
+            cursor.execute(self._sql.remove, args)
+            return cursor.rowcount > 0
+
+        # Not retried: a DELETE that did commit would report False the second time.
+        return self._call("removing an association", work)
 
     # -- nonces -------------------------------------------------------------------------
 
@@ -160,28 +164,47 @@ class SQLStore(SQLBackend, Store):
         # inside the window is remembered until it would be refused anyway.
         if not math.isfinite(timestamp) or abs(timestamp - now) > skew:
             return False
-        key = sha256_hex(json.dumps([server_url, float(timestamp), salt]))
-        row = {"nonce_hash": key, "expires": timestamp + skew}
-        stmt = self._sql.use_nonce
-        try:
-            # The primary key decides: no read-then-write window between processes.
-            self._run(
-                "recording a nonce",
-                lambda conn: conn.execute(stmt, row),
-                passthrough=(exc.IntegrityError,),
-            )
-        except exc.IntegrityError:
-            log.info("nonce replayed for %s", server_url)
+        row = (_nonce_key(server_url, timestamp, salt), timestamp + skew)
+
+        def work(cursor: Any) -> bool:
+            # The primary key decides: no read-then-write window between processes. One
+            # autocommit INSERT, so there is no transaction to end after a duplicate.
+            try:
+                cursor.execute(self._sql.use_nonce, row)
+            except self._duplicate:
+                return False
+            return True
+
+        # Never retried after a disconnect: an INSERT that reached the server may have
+        # committed, and running it again would call our own nonce a replay.
+        if self._call("recording a nonce", work):
+            return True
+        log.info("nonce replayed for %s", server_url)
+        return False
+
+    def nonce_seen(self, server_url: str, timestamp: float, salt: str) -> bool:
+        check_server_url(server_url)
+        if not math.isfinite(timestamp):
             return False
-        return True
+        args = (_nonce_key(server_url, timestamp, salt),)
+
+        def work(cursor: Any) -> bool:
+            cursor.execute(self._sql.nonce_seen, args)
+            return cursor.fetchone() is not None
+
+        return self._call("looking up a nonce", work, retry=True)
 
     # -- cache --------------------------------------------------------------------------
 
     def cache_get(self, namespace: str, key: str) -> Any | None:
-        query = self._sql.cache_get
-        args = {"key_hash": _cache_key(namespace, key), "now": self.clock.now()}
-        text = self._run("reading the cache", lambda conn: conn.scalar(query, args), write=False)
-        return None if text is None else json.loads(text)
+        args = (_cache_key(namespace, key), self.clock.now())
+
+        def work(cursor: Any) -> Any:
+            cursor.execute(self._sql.cache_get, args)
+            return cursor.fetchone()
+
+        row = self._call("reading the cache", work, retry=True)
+        return None if row is None else json.loads(row[0])
 
     def cache_set(self, namespace: str, key: str, value: Any, ttl: float) -> None:
         try:
@@ -191,18 +214,20 @@ class SQLStore(SQLBackend, Store):
                 f"cache value for {namespace!r}/{key!r} is not JSON ({err}); store plain "
                 "dicts, lists, strings, finite numbers, booleans and None"
             ) from err
-        row = {
-            "key_hash": _cache_key(namespace, key),
-            "namespace": namespace,
-            "value": text,
-            "expires": self.clock.now() + ttl,
-        }
-        stmt = self._sql.cache_set
-        self._run("writing the cache", lambda conn: conn.execute(stmt, row))
+        row = (_cache_key(namespace, key), namespace, text, self.clock.now() + ttl)  # _CACHE_ROW
+        self._call(
+            "writing the cache",
+            lambda cursor: cursor.execute(self._sql.cache_set, row),
+            retry=True,  # an upsert of the same row: running it twice changes nothing
+        )
 
     def cache_delete(self, namespace: str, key: str) -> None:
-        stmt, args = self._sql.cache_delete, {"key_hash": _cache_key(namespace, key)}
-        self._run("deleting from the cache", lambda conn: conn.execute(stmt, args))
+        args = (_cache_key(namespace, key),)
+        self._call(
+            "deleting from the cache",
+            lambda cursor: cursor.execute(self._sql.cache_delete, args),
+            retry=True,
+        )
 
     # -- housekeeping -------------------------------------------------------------------
 
@@ -237,3 +262,7 @@ class SQLStore(SQLBackend, Store):
 
 def _cache_key(namespace: str, key: str) -> str:
     return sha256_hex(json.dumps([namespace, key]))
+
+
+def _nonce_key(server_url: str, timestamp: float, salt: str) -> str:
+    return sha256_hex(json.dumps([server_url, float(timestamp), salt]))
