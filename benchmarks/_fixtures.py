@@ -50,43 +50,58 @@ class BenchOP(Python3OP):
 
     ``/for/<opNAME>/<user>``: an HTML identity page whose OP endpoint is ``/<opNAME>``, so
     every call can discover a never-seen OP; ``/counts``: the request counts as JSON, so the
-    parent process can prove what went over the wire.
+    parent process can prove what went over the wire (``/counts`` requests themselves are
+    left out).
 
-    Nagle's algorithm is off (``TCP_NODELAY``, as in nginx and most production servers):
-    the harness writes headers and body separately, and on a kept-alive connection the body
-    would otherwise wait for the client's delayed ACK, about 40 ms per request. ``nagle=True``
-    keeps the harness's own behaviour, to show what that costs a pooled client.
+    Nagle's algorithm is off (``TCP_NODELAY``, as in the test harness, nginx and most
+    production servers): the handler writes headers and body separately, and on a kept-alive
+    connection the body would otherwise wait for the client's delayed ACK, about 40 ms per
+    request. ``nagle=True`` turns it back on, to show what such a server costs a pooled client.
+
+    ``rtt`` (seconds) delays every answer to an ``associate`` request, as a remote OP's
+    network round trip would: the handler thread sleeps, which costs no CPU, so the OP's
+    own work is unchanged and only the waiting a relying party can or cannot overlap grows.
     """
 
-    def __init__(self, *, nagle: bool = False) -> None:
+    def __init__(self, *, nagle: bool = False, rtt: float = 0.0) -> None:
         self.nagle = nagle
+        self.rtt = rtt
         super().__init__()
 
     def _handler(self) -> type:
         handler = super()._handler()
         return type("BenchHandler", (handler,), {"disable_nagle_algorithm": not self.nagle})
 
+    def handle_openid(self, name: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if self.rtt and query.get("openid.mode") == "associate":
+            time.sleep(self.rtt)
+        return super().handle_openid(name, query)
+
     def page(self, path: str) -> tuple[int, dict[str, str], bytes] | None:
+        # The harness has already counted this request as a "page".
         parts = path.strip("/").split("/")
-        with self.lock:
-            self.counts["page"] += 1
         if len(parts) == 3 and parts[0] == "for" and parts[1].startswith("op"):
             link = f'<link rel="openid2.provider" href="{self.endpoint(parts[1])}">'
             body = f"<html><head>{link}</head><body>{parts[2]}</body></html>"
             return 200, {"Content-Type": "text/html; charset=utf-8"}, body.encode()
         if parts == ["counts"]:
             with self.lock:
+                self.counts["counts"] += 1
                 counts = dict(self.counts)
+            counts["page"] -= counts.pop("counts")
+            counts = {mode: n for mode, n in counts.items() if n}
             return 200, {"Content-Type": "application/json"}, json.dumps(counts).encode()
         return super().page(path)
 
 
 class OPProcess:
-    """One ``BenchOP`` in a child process on an ephemeral 127.0.0.1 port."""
+    """One ``BenchOP`` in a child process on an ephemeral 127.0.0.1 port; ``rtt_ms`` delays
+    its answers to ``associate`` requests (see ``BenchOP``)."""
 
-    def __init__(self, *, nagle: bool = False) -> None:
+    def __init__(self, *, nagle: bool = False, rtt_ms: float = 0.0) -> None:
+        args = [sys.executable, str(Path(__file__).resolve()), "--rtt-ms", str(rtt_ms)]
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve())] + (["--nagle"] if nagle else []),
+            args + (["--nagle"] if nagle else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -111,9 +126,16 @@ class OPProcess:
         import urllib.request
 
         with urllib.request.urlopen(f"{self.base}/counts", timeout=10) as response:
-            counts = json.loads(response.read())
-        counts["page"] = counts.get("page", 1) - 1  # this very request
-        return counts
+            return json.loads(response.read())
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the OP process has used so far; None off Linux."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # proc(5): utime and stime are fields 14 and 15, in clock ticks.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -133,7 +155,13 @@ class OPProcess:
 
 
 def _serve() -> None:
-    op = BenchOP(nagle="--nagle" in sys.argv).start()
+    import argparse
+
+    parser = argparse.ArgumentParser(description="serve one BenchOP until stdin closes")
+    parser.add_argument("--nagle", action="store_true", help="leave Nagle's algorithm on")
+    parser.add_argument("--rtt-ms", type=float, default=0.0, help="delay associate answers")
+    args = parser.parse_args()
+    op = BenchOP(nagle=args.nagle, rtt=args.rtt_ms / 1000).start()
     sys.stdout.write(op.base + "\n")
     sys.stdout.flush()
     sys.stdin.read()  # until the parent closes our stdin (or dies)
