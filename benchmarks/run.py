@@ -1169,6 +1169,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Python {m['python']}; python3-openid {m['python3-openid']}; cryptography"
         f" {m['cryptography']}; SQLite {m['sqlite']}",
     ]
+    src = report.get("source", {})
+    if src.get("commit"):
+        dirty = src["uncommitted_changes"]
+        state = f"uncommitted changes in {', '.join(dirty)}" if dirty else "no uncommitted changes"
+        lines.append(f"- code: commit {src['commit'][:12]} ({state})")
     for name, version in report.get("servers", {}).items():
         lines.append(f"- {name}: {version or 'unreachable (skipped)'}")
     lines += [
@@ -1340,6 +1345,25 @@ def markdown(report: dict[str, Any]) -> str:
 # -- main ------------------------------------------------------------------------------------
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured, and whether the code it imports had uncommitted changes: several
+    people work in one tree, so a run can pick up someone's unfinished edit."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return done.stdout.rstrip() if done.returncode == 0 else ""
+
+    import openid_plugins
+
+    changed = git("status", "--porcelain", "--", "openid_plugins", "plugins", "benchmarks", "tests")
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "uncommitted_changes": [line[3:] for line in changed.splitlines()],
+        "imported_from": str(Path(openid_plugins.__file__).resolve().parent.parent),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts: about a minute")
@@ -1414,6 +1438,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "load": [" ".join(f"{x:.2f}" for x in load) for load in (load_start, os.getloadavg())],
         "machine": machine(),
+        "source": source_state(),
         "servers": ctx.servers,
         "sections": sections,
         "results": ctx.results,
