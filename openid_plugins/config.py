@@ -202,33 +202,32 @@ def queue_schemes(pm: pluggy.PluginManager) -> list[str]:
     return _schemes(pm, "openid_queue_schemes")
 
 
-def _unknown(kind: str, url: str, scheme: str, installed: list[str]) -> UnknownSchemeError:
-    hint = SCHEME_PROVIDERS.get(scheme)
-    advice = f"; install {hint} to use it" if hint else ""
-    return UnknownSchemeError(
-        f"no installed plugin makes a {kind} for {scheme}:// URLs ({url!r}){advice}. "
-        f"Installed {kind} schemes: {', '.join(installed) or 'none'}"
-    )
+def _open(pm: pluggy.PluginManager, kind: str, url: str, options: StoreOptions) -> Any:
+    """Ask the ``openid_make_<kind>`` hook for a backend; one plugin answers per scheme."""
+    scheme = scheme_of(url)
+    made = getattr(pm.hook, f"openid_make_{kind}")(url=url, options=options)
+    if made is None:
+        installed = _schemes(pm, f"openid_{kind}_schemes")
+        hint = SCHEME_PROVIDERS.get(scheme)
+        advice = f"; install {hint} to use it" if hint else ""
+        raise UnknownSchemeError(
+            f"no installed plugin makes a {kind} for {scheme}:// URLs ({url!r}){advice}. "
+            f"Installed {kind} schemes: {', '.join(installed) or 'none'}"
+        )
+    expected = Store if kind == "store" else Queue
+    if not isinstance(made, expected):
+        raise PluginError(
+            f"the plugin for {scheme}:// returned {type(made)!r}, not a {expected.__name__}"
+        )
+    return made
 
 
 def open_store(pm: pluggy.PluginManager, url: str, options: StoreOptions) -> Store:
-    scheme = scheme_of(url)
-    store = pm.hook.openid_make_store(url=url, options=options)
-    if store is None:
-        raise _unknown("store", url, scheme, store_schemes(pm))
-    if not isinstance(store, Store):
-        raise PluginError(f"the plugin for {scheme}:// returned {type(store)!r}, not a Store")
-    return store
+    return _open(pm, "store", url, options)
 
 
 def open_queue(pm: pluggy.PluginManager, url: str, options: StoreOptions) -> Queue:
-    scheme = scheme_of(url)
-    queue = pm.hook.openid_make_queue(url=url, options=options)
-    if queue is None:
-        raise _unknown("queue", url, scheme, queue_schemes(pm))
-    if not isinstance(queue, Queue):
-        raise PluginError(f"the plugin for {scheme}:// returned {type(queue)!r}, not a Queue")
-    return queue
+    return _open(pm, "queue", url, options)
 
 
 def get_clock(pm: pluggy.PluginManager) -> Clock:

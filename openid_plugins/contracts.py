@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -127,6 +128,17 @@ class Store(ABC):
     def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
         """Record a response nonce; True exactly once per (server_url, timestamp, salt), and
         False for a timestamp outside ``nonce_skew`` of now. Atomic across processes."""
+
+    def nonce_in_window(self, timestamp: float) -> bool:
+        """Whether a nonce stamped ``timestamp`` may be used now (OpenID 2.0 section 11.3).
+
+        A nonce too far from now is refused outright; one inside the window is remembered
+        until it leaves the window, after which this check alone refuses it. NaN would slip
+        through a comparison, so non-finite stamps are refused first.
+        """
+        return math.isfinite(timestamp) and (
+            abs(timestamp - self.clock.now()) <= self.options.nonce_skew
+        )
 
     def nonce_seen(self, server_url: str, timestamp: float, salt: str) -> bool:
         """Whether ``use_nonce`` already recorded this nonce, without recording it.

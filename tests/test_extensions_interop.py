@@ -4,12 +4,11 @@ RelyingParty, and a site-defined extension installed as a separate distribution.
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
-import textwrap
 
 import pytest
 from conftest import REALM, RETURN_TO, query_of
+from distributions import install_distribution
 
 from openid_plugins.errors import PolicyError, SignatureError
 from openid_plugins.extensions.ax import AX
@@ -123,28 +122,9 @@ def test_pape_max_auth_age_violation_is_refused_and_stores_nothing(op, make_rp, 
 
 @pytest.fixture(scope="module")
 def echo_site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("echo")
-    src = root / "src"
-    src.mkdir()
-    (src / "pyproject.toml").write_text(ECHO_PYPROJECT)
-    (src / "echo_extension.py").write_text(textwrap.dedent(ECHO_MODULE))
-    target = root / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
+    return install_distribution(
+        tmp_path_factory.mktemp("echo"), ECHO_PYPROJECT, {"echo_extension.py": ECHO_MODULE}
     )
-    return target
 
 
 def test_custom_extension_installed_by_entry_point(op, make_rp, browser, echo_site, monkeypatch):

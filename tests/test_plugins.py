@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from distributions import install_distribution
 
 from openid_plugins import hookimpl
 from openid_plugins.config import Settings, open_store, store_schemes
@@ -161,28 +162,9 @@ def test_default_store_and_queue_live_in_the_user_data_dir(tmp_path, monkeypatch
 @pytest.fixture(scope="module")
 def throwaway_dist(tmp_path_factory) -> Path:
     """A third-party plugin distribution built and installed by pip into its own target."""
-    root = tmp_path_factory.mktemp("plugin")
-    src = root / "src"
-    src.mkdir()
-    (src / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
-    (src / "throwaway_store.py").write_text(PLUGIN_MODULE)
-    target = root / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
+    return install_distribution(
+        tmp_path_factory.mktemp("plugin"), PLUGIN_PYPROJECT, {"throwaway_store.py": PLUGIN_MODULE}
     )
-    return target
 
 
 def _probe(site: Path, **env: str) -> dict:

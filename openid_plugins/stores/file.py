@@ -387,11 +387,7 @@ class FileStore(Store):
 
     def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
         check_server_url(server_url)
-        now = self.clock.now()
-        # OpenID 2.0 section 11.3: a nonce outside the skew window is refused without
-        # touching the disk; one inside it is kept until it leaves the window, after which
-        # the skew check alone refuses it. NaN would pass the comparison: refused first.
-        if not math.isfinite(timestamp) or abs(timestamp - now) > self.options.nonce_skew:
+        if not self.nonce_in_window(timestamp):  # refused without touching the disk
             return False
         timestamp = float(timestamp)
         bucket_dir = self._nonces / str(_bucket(timestamp + self.options.nonce_skew, NONCE_BUCKET))

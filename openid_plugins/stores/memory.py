@@ -120,12 +120,9 @@ class MemoryStore(Store):
 
     def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
         check_server_url(server_url)
-        now = self.clock.now()
-        # OpenID 2.0 section 11.3: a nonce too far from now is refused outright; one inside
-        # the window is remembered until it leaves the window, after which the skew check
-        # alone refuses it. NaN would slip through the comparison, so it is refused first.
-        if not math.isfinite(timestamp) or abs(timestamp - now) > self.options.nonce_skew:
+        if not self.nonce_in_window(timestamp):
             return False
+        now = self.clock.now()
         key = (server_url, float(timestamp), salt)
         data = self._data
         with data.lock:
