@@ -983,8 +983,10 @@ def section_profile(ctx: Context) -> dict[str, Any]:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
         path = ctx.args.out.parent / f"profile_complete_{label}.txt"
-        listing = text.getvalue().replace(str(ROOT) + "/", "")
-        path.write_text(listing.replace(sysconfig.get_paths()["stdlib"] + "/", "<stdlib>/"))
+        paths = sysconfig.get_paths()
+        listing = text.getvalue().replace(paths["purelib"] + "/", "site-packages/")
+        listing = listing.replace(str(ROOT) + "/", "")
+        path.write_text(listing.replace(paths["stdlib"] + "/", "<stdlib>/"))
         out[label] = {
             "calls": count,
             "us_per_complete_under_profiler": round(total / count * 1e6, 1),
