@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 
 from openid_plugins.contracts import Association, Store, StoreOptions, check_server_url
 from openid_plugins.errors import StoreError
@@ -237,7 +237,10 @@ class SQLStore(SQLBackend, Store):
         # Associations and cache entries are invalid from ``expires`` on; a nonce is still
         # inside the skew window at exactly ``expires`` (see use_nonce).
         removed = self._purge(t.associations, t.associations.c.expires <= now)
-        removed += self._purge(t.nonces, t.nonces.c.expires < now)
+        if self.dialect == "sqlite":
+            removed += self._sweep_nonces(t.nonces.c.expires < now)
+        else:
+            removed += self._purge(t.nonces, t.nonces.c.expires < now)
         removed += self._purge(t.cache, t.cache.c.expires <= now)
         if removed:
             log.info("cleanup removed %d expired rows from %s", removed, self.target.display)
@@ -258,6 +261,27 @@ class SQLStore(SQLBackend, Store):
             total += count
             if count < CLEANUP_BATCH:
                 return total
+
+    def _sweep_nonces(self, expired: sa.ColumnElement[bool]) -> int:
+        """SQLite's nonce table has no index on ``expires`` (see schema._nonces_table): walk
+        its key order in ranges of ``CLEANUP_BATCH`` rows instead, each range one short
+        transaction, one pass over the table in all."""
+        table = self.tables.nonces
+        key = table.c.nonce_hash
+        total, after = 0, ""  # "" sorts before every key
+        while True:
+            last = sa.select(key).where(key > after).order_by(key).offset(CLEANUP_BATCH - 1)
+
+            def work(conn: Connection, after: str = after, last: sa.Select[Any] = last) -> Any:
+                upto = conn.scalar(last.limit(1))
+                in_range = key > after if upto is None else sa.and_(key > after, key <= upto)
+                return upto, conn.execute(sa.delete(table).where(in_range, expired)).rowcount
+
+            upto, count = self._run(f"cleaning {table.name}", work)
+            total += count
+            if upto is None:
+                return total
+            after = upto
 
 
 def _cache_key(namespace: str, key: str) -> str:

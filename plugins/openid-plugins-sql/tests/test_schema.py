@@ -103,26 +103,69 @@ def test_upgrade_runs_each_missing_step_and_records_it(
 ) -> None:
     with SQLStore(url, options) as store:
         store.cache_set("ns", "k", "kept", 600)
+    current, following = SCHEMA_VERSION, SCHEMA_VERSION + 1
     steps: list[int] = []
 
     def add_column(conn: sa.Connection, t: schema.Tables) -> None:
-        steps.append(2)
+        steps.append(following)
         conn.execute(sa.text(f"ALTER TABLE {t.cache.name} ADD COLUMN hits INTEGER"))
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "UPGRADES", {2: add_column})
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", following)
+    monkeypatch.setattr(schema, "UPGRADES", {**schema.UPGRADES, following: add_column})
     target = parse_target(url)
     engine = engines.acquire(target)
     try:
-        assert schema.upgrade(engine, schema.tables(prefix), time.time(), url) == (1, 2)
-        assert schema.upgrade(engine, schema.tables(prefix), time.time(), url) == (2, 2)
+        upgraded = schema.upgrade(engine, schema.tables(prefix), time.time(), url)
+        assert upgraded == (current, following)
+        again = schema.upgrade(engine, schema.tables(prefix), time.time(), url)
+        assert again == (following, following)
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns(f"{prefix}cache")}
     finally:
         engines.release(target)
-    assert steps == [2]
+    assert steps == [following]
     assert "hits" in columns
-    assert version_rows(url, prefix) == [(1, 2)]
+    assert version_rows(url, prefix) == [(1, following)]
+
+
+def test_version_1_nonces_survive_the_upgrade_to_version_2(
+    url: str, prefix: str, options: StoreOptions, dialect: str
+) -> None:
+    now = options.clock.now()
+    with SQLStore(url, options) as store:
+        assert store.use_nonce(OP, now, "before") is True
+    table = f"{prefix}nonces"
+    with admin_connection(url) as conn:
+        if dialect == "sqlite":
+            # Back to version 1's shape: a rowid table with an index on expires.
+            conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_old"))
+            conn.execute(
+                sa.text(
+                    f"CREATE TABLE {table} (nonce_hash VARCHAR(64) NOT NULL, "
+                    "expires FLOAT NOT NULL, PRIMARY KEY (nonce_hash))"
+                )
+            )
+            conn.execute(sa.text(f"CREATE INDEX {prefix}nonce_expires ON {table} (expires)"))
+            conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {table}_old"))
+            conn.execute(sa.text(f"DROP TABLE {table}_old"))
+        conn.execute(sa.text(f"UPDATE {prefix}schema_version SET version = 1"))
+
+    with SQLStore(url, options) as store:
+        assert store.use_nonce(OP, now, "before") is False  # still known after the upgrade
+        assert store.use_nonce(OP, now, "after") is True
+        assert store.use_nonce(OP, now, "after") is False
+    assert version_rows(url, prefix) == [(1, SCHEMA_VERSION)]
+    assert table_names(url, prefix) == sorted(
+        f"{prefix}{name}" for name in ("associations", "cache", "nonces", "queue", "schema_version")
+    )
+    if dialect == "sqlite":
+        with admin_connection(url) as conn:
+            ddl = conn.scalar(
+                sa.text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": table}
+            )
+            indexes = sa.inspect(conn).get_indexes(table)
+        assert "WITHOUT ROWID" in ddl
+        assert indexes == []
 
 
 def _first_use(url: str, timestamp: float, barrier, results) -> None:  # noqa: ANN001
