@@ -1,0 +1,517 @@
+"""Adversarial review of ``RelyingParty.complete()``: what an attacker can send a site.
+
+The attacker runs a web site and an OP endpoint of their own (``EvilSite``, a real HTTP
+server on 127.0.0.1) with which the relying party holds an association whose secret the
+attacker knows - as it would after the attacker signed in once with their own identifier.
+The victim's identifiers live at python3-openid's OP (``op``), a provider none of us wrote.
+Every forged response is signed for real with the attacker's association, so a refusal
+proves a check and not a broken signature; each attack also has a control in which the same
+machinery signs the attacker in as *themselves*, which must succeed.
+
+After each refusal the test checks that nothing was stored: the response nonce can still be
+used exactly once and every association is still there (often by completing the genuine
+response afterwards).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+import pytest
+from conftest import REALM, RETURN_TO, query_of
+from httpserver import LocalHTTPServer, Request
+
+from openid_plugins import hookimpl
+from openid_plugins.contracts import Association
+from openid_plugins.errors import (
+    DiscoveryMismatchError,
+    IncompleteAnswerError,
+    ReturnToMismatchError,
+    SignatureError,
+)
+from openid_plugins.protocol import nonce as nonce_module
+from openid_plugins.protocol.association import HMAC_SHA1, HMAC_SHA256, sign
+from openid_plugins.protocol.endpoint import OPENID_IDP_2_0_TYPE
+from openid_plugins.protocol.message import OPENID2_NS, Message
+from openid_plugins.relying_party import SESSION_KEY, RelyingParty
+from openid_plugins.testing.clock import FakeClock
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+KV = {"Content-Type": "text/plain; charset=utf-8"}
+XRDS_TYPE = {"Content-Type": "application/xrds+xml"}
+#: Fields an OpenID 2.0 OP signs at the least (10.1).
+SIGNED_2 = ("op_endpoint", "claimed_id", "identity", "return_to", "response_nonce", "assoc_handle")
+#: What an OpenID 1.1 OP signs at the least (1.1 section 4.2.3).
+SIGNED_1 = ("mode", "identity", "return_to")
+
+
+class ClockPlugin:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    @hookimpl
+    def openid_clock(self) -> FakeClock:
+        return self.clock
+
+
+def _page(*links: tuple[str, str]) -> bytes:
+    tags = "".join(f'<link rel="{rel}" href="{href}">' for rel, href in links)
+    return f"<html><head>{tags}</head><body></body></html>".encode()
+
+
+class EvilSite:
+    """The attacker's identity pages and OP endpoint. The endpoint answers every
+    ``check_authentication`` with ``check_auth_reply`` (by default ``is_valid:true``, for
+    anything) and counts the requests it gets by ``openid.mode``."""
+
+    def __init__(self, server: LocalHTTPServer) -> None:
+        self.server = server
+        self.endpoint = server.url("/op")
+        self.check_auth_reply: tuple[int, dict[str, str], bytes] = (200, KV, b"is_valid:true\n")
+        self.modes: Counter[str] = Counter()
+        server.route("/op", self._op)
+        server.route("/me", 200, HTML, _page(("openid2.provider", self.endpoint)))
+        server.route("/me1", 200, HTML, _page(("openid.server", self.endpoint)))
+        xrds = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<xrds:XRDS xmlns:xrds="xri://$xrds"'
+            ' xmlns="xri://$xrd*($v*2.0)"><XRD><Service priority="0">'
+            f"<Type>{OPENID_IDP_2_0_TYPE}</Type><URI>{self.endpoint}</URI>"
+            "</Service></XRD></xrds:XRDS>\n"
+        )
+        server.route("/server", 200, XRDS_TYPE, xrds.encode())
+
+    @property
+    def identity(self) -> str:
+        """The attacker's own OpenID 2.0 identifier, served by the attacker's OP."""
+        return self.server.url("/me")
+
+    @property
+    def identity1(self) -> str:
+        """The attacker's own OpenID 1.1 identifier."""
+        return self.server.url("/me1")
+
+    @property
+    def op_identifier(self) -> str:
+        return self.server.url("/server")
+
+    def _op(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        text = request.body.decode("utf-8", "replace") if request.body else request.query
+        mode = dict(parse_qsl(text, keep_blank_values=True)).get("openid.mode", "")
+        self.modes[mode] += 1
+        if mode == "check_authentication":
+            return self.check_auth_reply
+        return 400, KV, b"error:this OP makes no associations\n"
+
+
+@pytest.fixture
+def evil():
+    with LocalHTTPServer() as server:
+        yield EvilSite(server)
+
+
+@dataclass
+class World:
+    """A relying party, the victim's OP (A), the attacker's site and OP (E), and the
+    associations the relying party holds with each."""
+
+    rp: RelyingParty
+    op: object
+    evil: EvilSite
+    #: RP <-> the victim's OP: a secret the attacker does not know.
+    ours: Association
+    #: RP <-> the victim's OpenID 1.1 endpoint.
+    ours1: Association
+    #: RP <-> the attacker's OP: the attacker knows this secret.
+    theirs: Association
+
+    @property
+    def victim(self) -> str:
+        return self.op.identity("alice")
+
+    @property
+    def victim1(self) -> str:
+        return self.op.openid1_identity("alice")
+
+    @property
+    def victim_op(self) -> str:
+        return self.op.endpoint()
+
+    @property
+    def victim_op1(self) -> str:
+        return self.op.endpoint("op1")
+
+    def begin(self, identifier: str, return_to: str = RETURN_TO, **kwargs) -> tuple[dict, str]:
+        """A fresh session for ``identifier``; returns it and the return_to it sent."""
+        session: dict = {}
+        auth = self.rp.begin(identifier, return_to, REALM, session=session, **kwargs)
+        return session, auth.message["return_to"]
+
+    def forge2(
+        self,
+        return_to: str,
+        *,
+        claimed_id: str | None = None,
+        identity: str | None = None,
+        op_endpoint: str | None = None,
+        handle: str | None = None,
+        extra: dict[str, str] | None = None,
+        signed: list[str] | None = None,
+        nonce: str | None = None,
+        signer: Association | None = None,
+    ) -> tuple[dict[str, str], str]:
+        """An OpenID 2.0 positive assertion signed with the attacker's secret; by default
+        a genuine one for the attacker's own identifier."""
+        claimed_id = claimed_id or self.evil.identity
+        fields = {
+            "ns": OPENID2_NS,
+            "mode": "id_res",
+            "op_endpoint": op_endpoint or self.evil.endpoint,
+            "claimed_id": claimed_id,
+            "identity": identity or claimed_id,
+            "return_to": return_to,
+            "response_nonce": nonce or nonce_module.make_nonce(self.rp.clock.now()),
+            "assoc_handle": handle or self.theirs.handle,
+            **(extra or {}),
+        }
+        keys = signed if signed is not None else [*SIGNED_2, *(extra or {})]
+        return _signed(fields, keys, signer or self.theirs)
+
+    def forge1(
+        self,
+        return_to: str,
+        *,
+        identity: str | None = None,
+        handle: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> tuple[dict[str, str], str]:
+        """An OpenID 1.1 positive assertion signed with the attacker's secret."""
+        fields = {
+            "mode": "id_res",
+            "identity": identity or self.evil.identity1,
+            "return_to": return_to,
+            "assoc_handle": handle or self.theirs.handle,
+            **(extra or {}),
+        }
+        return _signed(fields, [*SIGNED_1, *(extra or {})], self.theirs)
+
+    def assert_nothing_stored(self, query: dict[str, str]) -> None:
+        """No nonce of ``query`` was used (at any endpoint involved) and every
+        association is still in the store. Consumes the nonce: call it last."""
+        message = Message.from_query(query)
+        if message.is_openid2:
+            timestamp, salt = nonce_module.parse_nonce(message["response_nonce"])
+        else:
+            timestamp, salt = nonce_module.split_rp_nonce(message["return_to"])
+        for server_url in {self.victim_op, self.victim_op1, self.evil.endpoint}:
+            assert self.rp.store.use_nonce(server_url, timestamp, salt), server_url
+        for server_url, association in self.installed():
+            assert self.rp.store.get_association(server_url, association.handle) == association
+
+    def installed(self) -> list[tuple[str, Association]]:
+        return [
+            (self.victim_op, self.ours),
+            (self.victim_op1, self.ours1),
+            (self.evil.endpoint, self.theirs),
+        ]
+
+
+def _signed(fields: dict[str, str], keys: list[str], signer: Association):
+    fields = dict(fields, signed=",".join(keys))
+    fields["sig"] = sign(signer, fields, keys)
+    url = Message(fields).to_url(fields["return_to"])
+    return query_of(url), url
+
+
+def _association(handle: str, assoc_type: str, now: float, lifetime: float = 86400.0):
+    size = 32 if assoc_type == HMAC_SHA256 else 20
+    return Association(handle, secrets.token_bytes(size), now, lifetime, assoc_type)
+
+
+@pytest.fixture
+def make_world(op, evil, make_rp):
+    def make(**settings) -> World:
+        settings.setdefault("association", "inline")
+        rp = make_rp(**settings)
+        now = rp.clock.now()
+        world = World(
+            rp=rp,
+            op=op,
+            evil=evil,
+            ours=_association("{HMAC-SHA256}{ours}{victim}", HMAC_SHA256, now),
+            ours1=_association("{HMAC-SHA1}{ours}{victim}", HMAC_SHA1, now),
+            theirs=_association("evil-handle", HMAC_SHA256, now),
+        )
+        for server_url, association in world.installed():
+            rp.store.store_association(server_url, association)
+        return world
+
+    return make
+
+
+@pytest.fixture
+def world(make_world) -> World:
+    return make_world()
+
+
+# -- an assertion signed by the attacker's OP (OpenID 2.0) -------------------------------------
+
+VICTIM, ATTACKER = "victim", "attacker"
+
+
+@pytest.mark.parametrize("handle", ["ours", "theirs"])
+@pytest.mark.parametrize("identity", [VICTIM, ATTACKER])
+@pytest.mark.parametrize("op_endpoint", [VICTIM, ATTACKER])
+@pytest.mark.parametrize("claimed", [VICTIM, ATTACKER])
+@pytest.mark.parametrize("session_for", [VICTIM, ATTACKER])
+def test_openid2_assertion_from_the_attackers_op(
+    world, session_for, claimed, op_endpoint, identity, handle
+):
+    """Every combination of claimed_id / identity / op_endpoint / assoc_handle, victim's or
+    attacker's, signed by the attacker's OP, in a session begun for either identifier. Only
+    the attacker's own identifier at the attacker's own OP is accepted; the attacker's OP
+    is never even asked about anything else."""
+    pick = {VICTIM: world.victim, ATTACKER: world.evil.identity}
+    session, return_to = world.begin(pick[session_for])
+    query, url = world.forge2(
+        return_to,
+        claimed_id=pick[claimed],
+        identity=pick[identity],
+        op_endpoint={VICTIM: world.victim_op, ATTACKER: world.evil.endpoint}[op_endpoint],
+        handle={"ours": world.ours.handle, "theirs": world.theirs.handle}[handle],
+    )
+    if claimed == identity == op_endpoint == ATTACKER:
+        result = world.rp.complete(query, url, session=session)
+        assert result.claimed_id == world.evil.identity
+        # Another OP's handle is unknown at this OP: the attacker's OP is asked, and it is
+        # the discovered OP for this identifier, so its answer counts.
+        expected = "association" if handle == "theirs" else "check_authentication"
+        assert result.verified_by == expected
+        return
+    expected_error = (
+        SignatureError
+        if (claimed, identity, op_endpoint) == (VICTIM, VICTIM, VICTIM)
+        else DiscoveryMismatchError
+    )
+    with pytest.raises(expected_error):
+        world.rp.complete(query, url, session=session)
+    assert world.evil.modes["check_authentication"] == 0
+    # The victim's OP is asked only about a handle the relying party does not hold with it.
+    asked = 1 if expected_error is SignatureError and handle == "theirs" else 0
+    assert world.op.counts["check_authentication"] == asked
+    world.assert_nothing_stored(query)
+
+
+# -- the same in OpenID 1.1, where the session names the OP -------------------------------------
+
+
+@pytest.mark.parametrize("handle", ["ours", "theirs"])
+@pytest.mark.parametrize("identity", [VICTIM, ATTACKER])
+@pytest.mark.parametrize("session_for", [VICTIM, ATTACKER])
+def test_openid1_assertion_from_the_attackers_op(world, session_for, identity, handle):
+    pick = {VICTIM: world.victim1, ATTACKER: world.evil.identity1}
+    session, return_to = world.begin(pick[session_for])
+    query, url = world.forge1(
+        return_to,
+        identity=pick[identity],
+        handle={"ours": world.ours1.handle, "theirs": world.theirs.handle}[handle],
+    )
+    if session_for == identity == ATTACKER:
+        result = world.rp.complete(query, url, session=session)
+        assert result.claimed_id == world.evil.identity1
+        assert result.op_endpoint == world.evil.endpoint
+        return
+    expected_error = SignatureError if session_for == identity == VICTIM else DiscoveryMismatchError
+    with pytest.raises(expected_error):
+        world.rp.complete(query, url, session=session)
+    assert world.evil.modes["check_authentication"] == 0
+    world.assert_nothing_stored(query)
+
+
+# -- mixing OpenID 1.1 and 2.0 ------------------------------------------------------------------
+
+
+def test_openid1_response_to_an_openid2_session(world):
+    """A 1.1-format answer (no openid.ns) to a 2.0 request carries no RP nonce: refused,
+    and adding one changes the return_to the session sent."""
+    session, return_to = world.begin(world.victim)
+    query, url = world.forge1(return_to, identity=world.victim, handle=world.ours.handle)
+    with pytest.raises(IncompleteAnswerError, match="nonce"):
+        world.rp.complete(query, url, session=session)
+    with_nonce = nonce_module.add_rp_nonce(return_to, world.rp.clock.now())
+    query, url = world.forge1(with_nonce, identity=world.victim, handle=world.ours.handle)
+    with pytest.raises(ReturnToMismatchError):
+        world.rp.complete(query, url, session=session)
+    assert world.op.counts["check_authentication"] == 0
+    world.assert_nothing_stored(query)
+
+
+@pytest.mark.parametrize("op_endpoint", [VICTIM, ATTACKER])
+def test_openid2_response_to_an_openid1_session(world, op_endpoint):
+    """A 2.0-format answer about an identifier discovered as OpenID 1.1 only: the endpoint
+    is not a 2.0 endpoint for it (11.2, protocol version), whoever signed."""
+    session, return_to = world.begin(world.victim1)
+    endpoint = {VICTIM: world.victim_op1, ATTACKER: world.evil.endpoint}[op_endpoint]
+    query, url = world.forge2(
+        return_to, claimed_id=world.victim1, op_endpoint=endpoint, handle=world.ours1.handle
+    )
+    with pytest.raises(DiscoveryMismatchError):
+        world.rp.complete(query, url, session=session)
+    world.assert_nothing_stored(query)
+
+
+@pytest.mark.parametrize("strip", ["ns", "ns-and-2.0-fields"])
+def test_genuine_openid2_response_without_openid_ns(op, make_rp, browser, strip):
+    """Removing openid.ns turns a genuine 2.0 answer into a 1.x one, which a 2.0 session
+    refuses (no RP nonce); the genuine answer is still accepted afterwards."""
+    rp = make_rp(association="stateless")
+    session: dict = {}
+    back = browser.visit_op(rp.begin(op.identity(), RETURN_TO, REALM, session=session))
+    query = query_of(back)
+    broken = dict(query)
+    del broken["openid.ns"]
+    if strip == "ns-and-2.0-fields":
+        for key in ("openid.op_endpoint", "openid.claimed_id", "openid.response_nonce"):
+            del broken[key]
+        broken["openid.signed"] = ",".join(
+            k for k in query["openid.signed"].split(",") if f"openid.{k}" in broken
+        )
+    with pytest.raises(IncompleteAnswerError):
+        rp.complete(broken, back, session=session)
+    assert op.counts["check_authentication"] == 0
+    result = rp.complete(query, back, session=session)
+    assert result.claimed_id == op.identity()
+
+
+# -- delegation and directed identity ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "identity, op_endpoint, error",
+    [
+        ("local", ATTACKER, DiscoveryMismatchError),
+        ("local", VICTIM, SignatureError),
+        ("claimed", VICTIM, DiscoveryMismatchError),
+        ("claimed", ATTACKER, DiscoveryMismatchError),
+    ],
+)
+def test_delegated_identifier_asserted_by_another_op(world, identity, op_endpoint, error):
+    """The victim's claimed identifier delegates to an OP-local identifier at OP A; the
+    attacker's OP asserts it."""
+    claimed = world.op.delegating_identity("alice")
+    session, return_to = world.begin(claimed)
+    query, url = world.forge2(
+        return_to,
+        claimed_id=claimed,
+        identity={"local": world.op.identity("alice"), "claimed": claimed}[identity],
+        op_endpoint={VICTIM: world.victim_op, ATTACKER: world.evil.endpoint}[op_endpoint],
+    )
+    with pytest.raises(error):
+        world.rp.complete(query, url, session=session)
+    assert world.evil.modes["check_authentication"] == 0
+    world.assert_nothing_stored(query)
+
+
+def test_attackers_page_delegating_to_the_victims_local_id(world):
+    """An attacker's page naming the victim's OP-local identifier signs in as the
+    attacker's page: ``claimed_id`` is what identifies the user (11.5), never ``identity``."""
+    page = world.evil.server.route(
+        "/delegate",
+        200,
+        HTML,
+        _page(("openid2.provider", world.evil.endpoint), ("openid2.local_id", world.victim)),
+    )
+    session, return_to = world.begin(page)
+    query, url = world.forge2(return_to, claimed_id=page, identity=world.victim)
+    result = world.rp.complete(query, url, session=session)
+    assert result.claimed_id == page
+    assert result.identity == world.victim
+
+
+@pytest.mark.parametrize(
+    "claimed, op_endpoint, error",
+    [
+        (VICTIM, ATTACKER, DiscoveryMismatchError),
+        (VICTIM, VICTIM, SignatureError),
+        ("op-identifier", ATTACKER, DiscoveryMismatchError),
+        (ATTACKER, ATTACKER, None),
+    ],
+)
+def test_directed_identity_claimed_id_chosen_by_the_attackers_op(
+    world, claimed, op_endpoint, error
+):
+    """Signing in through the attacker's OP identifier: the OP picks the claimed_id, and
+    only one it is the discovered OP for is accepted (an OP identifier never is, 11.2)."""
+    session, return_to = world.begin(world.evil.op_identifier)
+    assert session[SESSION_KEY]["claimed_id"] is None
+    chosen = {
+        VICTIM: world.victim,
+        ATTACKER: world.evil.identity,
+        "op-identifier": world.evil.op_identifier,
+    }[claimed]
+    endpoint = {VICTIM: world.victim_op, ATTACKER: world.evil.endpoint}[op_endpoint]
+    query, url = world.forge2(return_to, claimed_id=chosen, op_endpoint=endpoint)
+    if error is None:
+        assert world.rp.complete(query, url, session=session).claimed_id == chosen
+        return
+    with pytest.raises(error):
+        world.rp.complete(query, url, session=session)
+    world.assert_nothing_stored(query)
+
+
+# -- identifier spellings: fragments, case, dots, userinfo, encodings --------------------------
+
+
+def test_fragment_on_the_attackers_own_identifier_is_kept(world):
+    """11.5.1: the fragment is part of the claimed identifier (identifier recycling) but
+    not of discovery (11.2)."""
+    session, return_to = world.begin(world.evil.op_identifier)
+    claimed = world.evil.identity + "#2"
+    query, url = world.forge2(return_to, claimed_id=claimed, identity=world.evil.identity)
+    assert world.rp.complete(query, url, session=session).claimed_id == claimed
+
+
+def _victim_spellings(world: World) -> dict[str, str]:
+    port = world.op.base.rsplit(":", 1)[1]
+    return {
+        "fragment": world.victim + "#attacker",
+        "scheme-case": world.victim.replace("http://", "HTTP://"),
+        "host-name": f"http://localhost:{port}/id/alice",
+        "host-case": f"http://LOCALHOST:{port}/id/alice",
+        "trailing-dot": f"http://localhost.:{port}/id/alice",
+        "userinfo": world.victim.replace("http://", "http://alice@"),
+        "default-port-twice": world.victim.replace(f":{port}", f":{port}:"),
+        "percent-encoded": world.victim.replace("/alice", "/%61lice"),
+        "dot-segment": world.victim.replace("/id/", "/id/./"),
+        "empty-query": world.victim + "?",
+    }
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "fragment",
+        "scheme-case",
+        "host-name",
+        "host-case",
+        "trailing-dot",
+        "userinfo",
+        "default-port-twice",
+        "percent-encoded",
+        "dot-segment",
+        "empty-query",
+    ],
+)
+def test_other_spellings_of_the_victims_identifier(world, spelling):
+    """No spelling of the victim's identifier gets through the attacker's OP, in a
+    directed-identity session (rediscovery) or one begun for the victim (fast path)."""
+    claimed = _victim_spellings(world)[spelling]
+    for start in (world.evil.op_identifier, world.victim):
+        session, return_to = world.begin(start)
+        query, url = world.forge2(return_to, claimed_id=claimed, identity=claimed)
+        with pytest.raises(DiscoveryMismatchError):
+            world.rp.complete(query, url, session=session)
+        assert world.evil.modes["check_authentication"] == 0
+        world.assert_nothing_stored(query)
