@@ -432,6 +432,13 @@ class RelyingParty:
             )
         identity = message["identity"]
         defragged = claimed.partition("#")[0]
+        if "@" in urlsplit(defragged).netloc:
+            # RFC 9110 4.2.4, as for user input (urinorm): "https://bank.example@evil.example/"
+            # exists to mislead, and in directed identity the OP alone chose it.
+            raise DiscoveryMismatchError(
+                f"the asserted identifier {claimed!r} has a user name before its host;"
+                " such identifiers are refused"
+            )
         expected = state.get("claimed_id")
         if (
             expected

@@ -515,3 +515,15 @@ def test_other_spellings_of_the_victims_identifier(world, spelling):
             world.rp.complete(query, url, session=session)
         assert world.evil.modes["check_authentication"] == 0
         world.assert_nothing_stored(query)
+
+
+def test_userinfo_in_a_claimed_id_the_op_chose(world):
+    """``http://bank.example@evil.example/`` is refused in what users type (RFC 9110
+    4.2.4); an OP choosing it in directed identity must not slip it past that rule."""
+    session, return_to = world.begin(world.evil.op_identifier)
+    claimed = world.evil.identity.replace("http://", "http://victim.example@")
+    query, url = world.forge2(return_to, claimed_id=claimed, identity=claimed)
+    with pytest.raises(DiscoveryMismatchError, match="user name"):
+        world.rp.complete(query, url, session=session)
+    assert world.evil.modes["check_authentication"] == 0
+    world.assert_nothing_stored(query)
