@@ -527,3 +527,36 @@ def test_userinfo_in_a_claimed_id_the_op_chose(world):
         world.rp.complete(query, url, session=session)
     assert world.evil.modes["check_authentication"] == 0
     world.assert_nothing_stored(query)
+
+
+# -- check_authentication ------------------------------------------------------------------------
+
+
+def _unknown_handle_login(world: World) -> tuple[dict, dict[str, str], str]:
+    """A genuine assertion for the attacker's own identifier under a handle the relying
+    party does not hold: it must ask the attacker's OP (the discovered one) to verify."""
+    session, return_to = world.begin(world.evil.identity)
+    query, url = world.forge2(return_to, handle="private-handle")
+    return session, query, url
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        (200, HTML, b"<html><body>is_valid true</body></html>"),
+        (200, KV, b"\xff\xfeis_valid:true\n"),
+        (200, KV, b"is_valid:TRUE\n"),
+        (200, KV, b""),
+        (302, {"Location": "/op"}, b""),
+        (200, KV, b"is_valid:true\n" + b"x" * (1024 * 1024)),
+    ],
+    ids=["html", "not-utf8", "uppercase", "empty", "redirect", "oversize"],
+)
+def test_check_authentication_answer_that_is_not_a_confirmation(world, reply):
+    session, query, url = _unknown_handle_login(world)
+    world.evil.check_auth_reply = reply
+    with pytest.raises(SignatureError):
+        world.rp.complete(query, url, session=session)
+    assert world.evil.modes["check_authentication"] == 1
+    world.evil.check_auth_reply = (200, KV, b"is_valid:true\n")
+    assert world.rp.complete(query, url, session=session).verified_by == "check_authentication"

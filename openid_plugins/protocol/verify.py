@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import (
     IncompleteAnswerError,
+    ProtocolError,
     ReturnToMismatchError,
     SignatureError,
     TookTooLongError,
@@ -130,6 +131,6 @@ def parse_check_authentication(body: bytes) -> tuple[bool, str | None]:
     """11.4.2.2: ``is_valid`` and the ``invalidate_handle`` the OP confirms, if any."""
     try:
         fields = kv_decode(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ProtocolError as exc:
         raise SignatureError(f"the OP's check_authentication answer is not KV form: {exc}") from exc
     return fields.get("is_valid") == "true", fields.get("invalidate_handle") or None
