@@ -497,6 +497,13 @@ class RelyingParty:
             response = self.fetcher.post(server_url, request.to_post_args())
         except FetchError as exc:
             raise SignatureError(f"check_authentication with {server_url} failed: {exc}") from exc
+        if response.status != 200:
+            # 5.1.2: only a 200 answer is a direct response; 400 is an error response, and
+            # anything else is a server failure whatever its body says.
+            raise SignatureError(
+                f"the OP at {server_url} answered check_authentication with HTTP"
+                f" {response.status}: the signature is not confirmed"
+            )
         valid, invalidate = verify.parse_check_authentication(response.body)
         if not valid:
             raise SignatureError(

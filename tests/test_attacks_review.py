@@ -543,6 +543,8 @@ def _unknown_handle_login(world: World) -> tuple[dict, dict[str, str], str]:
 @pytest.mark.parametrize(
     "reply",
     [
+        (500, KV, b"is_valid:true\n"),
+        (400, KV, b"ns:http://specs.openid.net/auth/2.0\nis_valid:true\n"),
         (200, HTML, b"<html><body>is_valid true</body></html>"),
         (200, KV, b"\xff\xfeis_valid:true\n"),
         (200, KV, b"is_valid:TRUE\n"),
@@ -550,7 +552,7 @@ def _unknown_handle_login(world: World) -> tuple[dict, dict[str, str], str]:
         (302, {"Location": "/op"}, b""),
         (200, KV, b"is_valid:true\n" + b"x" * (1024 * 1024)),
     ],
-    ids=["html", "not-utf8", "uppercase", "empty", "redirect", "oversize"],
+    ids=["http-500", "http-400", "html", "not-utf8", "uppercase", "empty", "redirect", "oversize"],
 )
 def test_check_authentication_answer_that_is_not_a_confirmation(world, reply):
     session, query, url = _unknown_handle_login(world)
