@@ -1,30 +1,44 @@
 """Throughput of the SQL store (openid-plugins-sql) per dialect, next to the raw INSERT rate
 of each database, so the store's overhead over the database itself is visible.
 
-    .venv/bin/python benchmarks/bench_sql_stores.py [--ops 3000] [--dialects sqlite,mysql]
+    .venv/bin/python benchmarks/bench_sql_stores.py [--ops 3000] [--rounds 5]
+        [--dialects sqlite,postgresql,mysql] [--out PATH]
 
 Writes benchmarks/results/sql_stores.json. Server URLs come from
 OPENID_PLUGINS_TEST_POSTGRESQL_URL / OPENID_PLUGINS_TEST_MYSQL_URL (defaults: the local test
 servers); an unreachable server is reported and skipped. Every measurement uses a fresh
 random table prefix whose tables are dropped afterwards.
 
-What is measured (single thread unless noted; each store call is its own transaction):
-- nonce_use: ``use_nonce`` with fresh nonces (one INSERT + COMMIT each);
-- nonce_use_8_threads: the same from 8 threads sharing one store;
+The single-client measurements take turns: each gets ``ops / rounds`` calls per round, in
+alternating order, so load from other processes on the machine falls on all of them alike.
+Reported per measurement: ops/s over all its calls and the median of its per-round rates;
+ratios to the raw rate are medians of the per-round ratios.
+
+- raw_insert: the DB-API driver alone, one INSERT of a small row per call in autocommit
+  mode (SQLite: WAL, synchronous=NORMAL), sequential keys: the rate benchmarks/run.py
+  calls the backend's raw single-client rate;
+- raw_insert_store_table: the same driver call into the store's own nonce table with the
+  store's key (a sha256 digest): what the schema costs, without the store's Python;
+- nonce_use: ``use_nonce`` with fresh nonces;
+- complete_store_part: what ``complete()`` asks of the store for a response signed with a
+  known association, ``get_association(server_url, handle)`` then ``use_nonce``;
+- raw_complete_statements: the driver alone running the same two statements (the
+  association SELECT, the nonce INSERT) on the store's tables;
 - association_lookup: ``get_association(server_url)`` (newest valid; 100 OPs x 3 each);
-- raw_insert_commit: the DB-API driver alone, INSERT + COMMIT of one small row per call, with
-  the same connection settings (SQLite: WAL, synchronous=NORMAL);
-- raw_insert_batch: the driver alone, all rows in one transaction (executemany).
+- nonce_use_8_threads (on its own, after the rest): ``use_nonce`` from 8 threads sharing
+  one store.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import secrets
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -32,6 +46,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from openid_plugins_sql import SQLStore
@@ -46,13 +61,7 @@ SERVERS = {
     ),
     "mysql": os.environ.get("OPENID_PLUGINS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
 }
-
-
-def rate(count: int, run: Callable[[], None]) -> dict[str, float]:
-    started = time.perf_counter()
-    run()
-    seconds = time.perf_counter() - started
-    return {"ops": count, "seconds": round(seconds, 4), "per_second": round(count / seconds, 1)}
+OP = "https://op.example/openid/server"
 
 
 def drop(url: str, prefix: str) -> None:
@@ -64,21 +73,146 @@ def drop(url: str, prefix: str) -> None:
     engine.dispose()
 
 
-def bench_store(url: str, ops: int) -> dict[str, dict[str, float]]:
+def raw_connection(dialect: str, url: str) -> tuple[Any, str]:
+    """A DB-API connection in autocommit mode (SQLite: WAL, synchronous=NORMAL) and its
+    parameter mark."""
+    target = parse_target(url)
+    if dialect == "sqlite":
+        conn = sqlite3.connect(target.url.database, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn, "?"
+    if dialect == "postgresql":
+        import psycopg
+
+        conninfo = target.url.set(drivername="postgresql").render_as_string(False)
+        return psycopg.connect(conninfo, autocommit=True), "%s"
+    import pymysql
+
+    u = target.url
+    conn = pymysql.connect(
+        host=u.host,
+        port=u.port or 3306,
+        user=u.username,
+        password=u.password or "",
+        database=u.database,
+        autocommit=True,
+    )
+    return conn, "%s"
+
+
+class Contender:
+    """One measured operation: ``call(i)`` timed per round."""
+
+    def __init__(self, name: str, call: Callable[[int], Any]) -> None:
+        self.name, self.call = name, call
+        self.done = 0
+        self.rounds: list[tuple[int, float]] = []  # (calls, seconds)
+
+    def run(self, count: int) -> None:
+        call, start = self.call, self.done
+        began = time.perf_counter()
+        for i in range(start, start + count):
+            call(i)
+        self.rounds.append((count, time.perf_counter() - began))
+        self.done += count
+
+    def rates(self) -> list[float]:
+        return [count / seconds for count, seconds in self.rounds]
+
+    def report(self) -> dict[str, float]:
+        calls = sum(count for count, _ in self.rounds)
+        seconds = sum(s for _, s in self.rounds)
+        return {
+            "ops": calls,
+            "seconds": round(seconds, 4),
+            "per_second": round(calls / seconds, 1),
+            "median_round_per_second": round(statistics.median(self.rates()), 1),
+        }
+
+
+def ratio(mine: Contender, raw: Contender) -> float:
+    """Median over the rounds of ``mine``'s rate divided by ``raw``'s in the same round."""
+    return round(statistics.median(m / r for m, r in zip(mine.rates(), raw.rates())), 3)
+
+
+def take_turns(contenders: list[Contender], ops: int, rounds: int) -> None:
+    per_round = max(1, ops // rounds)
+    for number in range(rounds):
+        order = contenders if number % 2 == 0 else contenders[::-1]
+        for contender in order:
+            contender.run(per_round)
+
+
+def bench(dialect: str, url: str, ops: int, rounds: int) -> dict[str, Any]:
     prefix = f"bench{secrets.token_hex(3)}_"
     store = SQLStore(f"{url}{'&' if '?' in url else '?'}table_prefix={prefix}", StoreOptions())
+    conn, mark = raw_connection(dialect, url)
+    cursor = conn.cursor()
+    raw_table = f"{prefix}raw"
     try:
         now = time.time()
-        store.use_nonce("https://op.example/", now, "warm-up")  # creates the schema
-        results = {}
-        results["nonce_use"] = rate(
-            ops, lambda: [store.use_nonce("https://op.example/", now, f"n{i}") for i in range(ops)]
+        store.use_nonce(OP, now, "warm-up")  # creates the schema
+        servers = [f"https://op{i}.example/openid/server" for i in range(100)]
+        for server in servers:
+            for k in range(3):
+                store.store_association(
+                    server, Association(f"h{k}", b"s" * 32, now - k, 3600.0, "HMAC-SHA256")
+                )
+        cursor.execute(
+            f"CREATE TABLE {raw_table} (k CHAR(64) PRIMARY KEY, expires DOUBLE PRECISION)"
+        )
+        raw_insert = f"INSERT INTO {raw_table} (k, expires) VALUES ({mark}, {mark})"
+        store_insert = f"INSERT INTO {prefix}nonces (nonce_hash, expires) VALUES ({mark}, {mark})"
+        lookup = (
+            f"SELECT handle, secret, issued, lifetime, assoc_type FROM {prefix}associations"
+            f" WHERE server_hash = {mark} AND server_url = {mark} AND expires > {mark}"
+            f" AND handle = {mark}"
+        )
+        hashes = [hashlib.sha256(server.encode()).hexdigest() for server in servers]
+
+        def raw_complete_statements(i: int) -> None:
+            cursor.execute(lookup, (hashes[i % 100], servers[i % 100], now, "h1"))
+            assert cursor.fetchone() is not None
+            cursor.execute(store_insert, (hashlib.sha256(b"rawc%d" % i).hexdigest(), now + 300))
+
+        def association_lookup(i: int) -> None:
+            assert store.get_association(servers[i % 100]).handle == "h0"
+
+        def complete_store_part(i: int) -> None:
+            server = servers[i % 100]
+            assert store.get_association(server, "h1") is not None
+            assert store.use_nonce(server, now, f"c{i}") is True
+
+        contenders = [
+            Contender("raw_insert", lambda i: cursor.execute(raw_insert, (f"{i:064d}", 1.0))),
+            Contender(
+                "raw_insert_store_table",
+                lambda i: cursor.execute(
+                    store_insert, (hashlib.sha256(b"raw%d" % i).hexdigest(), now + 300)
+                ),
+            ),
+            Contender("nonce_use", lambda i: store.use_nonce(OP, now, f"n{i}")),
+            Contender("raw_complete_statements", raw_complete_statements),
+            Contender("complete_store_part", complete_store_part),
+            Contender("association_lookup", association_lookup),
+        ]
+        for contender in contenders:  # connections, statement caches, prepared statements
+            contender.run(min(50, ops))
+            contender.rounds.clear()
+        take_turns(contenders, ops, rounds)
+        results: dict[str, Any] = {c.name: c.report() for c in contenders}
+        by_name = {c.name: c for c in contenders}
+        for contender in contenders[1:]:
+            results[contender.name]["ratio_to_raw_insert"] = ratio(contender, contenders[0])
+        results["complete_store_part"]["ratio_to_raw_complete_statements"] = ratio(
+            by_name["complete_store_part"], by_name["raw_complete_statements"]
         )
 
         def threaded() -> None:
             def worker(t: int) -> None:
                 for i in range(ops // 8):
-                    store.use_nonce("https://op.example/", now, f"t{t}-{i}")
+                    store.use_nonce(OP, now, f"t{t}-{i}")
 
             threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
             for thread in threads:
@@ -86,109 +220,59 @@ def bench_store(url: str, ops: int) -> dict[str, dict[str, float]]:
             for thread in threads:
                 thread.join()
 
-        results["nonce_use_8_threads"] = rate(ops // 8 * 8, threaded)
-
-        servers = [f"https://op{i}.example/openid/server" for i in range(100)]
-        for server in servers:
-            for k in range(3):
-                store.store_association(
-                    server, Association(f"h{k}", b"s" * 32, now - k, 3600.0, "HMAC-SHA256")
-                )
-
-        def lookups() -> None:
-            for i in range(ops):
-                assert store.get_association(servers[i % 100]).handle == "h0"
-
-        results["association_lookup"] = rate(ops, lookups)
+        started = time.perf_counter()
+        threaded()
+        seconds = time.perf_counter() - started
+        results["nonce_use_8_threads"] = {
+            "ops": ops // 8 * 8,
+            "seconds": round(seconds, 4),
+            "per_second": round(ops // 8 * 8 / seconds, 1),
+        }
         return results
     finally:
         store.close()
-        drop(url, prefix)
-
-
-def bench_raw(dialect: str, url: str, ops: int) -> dict[str, dict[str, float]]:
-    """The driver alone: what the database can do, without SQLAlchemy or the store."""
-    table = f"bench_raw_{secrets.token_hex(3)}"
-    if dialect == "sqlite":
-        conn = sqlite3.connect(parse_target(url).url.database, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        placeholder, begin, commit = "?", conn.execute, conn.execute
-        cursor = conn.cursor()
-    elif dialect == "postgresql":
-        import psycopg
-
-        conninfo = parse_target(url).url.set(drivername="postgresql").render_as_string(False)
-        conn = psycopg.connect(conninfo, autocommit=True)
-        placeholder, cursor = "%s", conn.cursor()
-        begin, commit = cursor.execute, cursor.execute
-    else:
-        import pymysql
-
-        u = parse_target(url).url
-        conn = pymysql.connect(
-            host=u.host,
-            port=u.port or 3306,
-            user=u.username,
-            password=u.password or "",
-            database=u.database,
-            autocommit=True,
-        )
-        placeholder, cursor = "%s", conn.cursor()
-        begin, commit = cursor.execute, cursor.execute
-    try:
-        cursor.execute(f"CREATE TABLE {table} (k CHAR(64) PRIMARY KEY, expires DOUBLE PRECISION)")
-        insert = f"INSERT INTO {table} (k, expires) VALUES ({placeholder}, {placeholder})"
-        results = {}
-        results["raw_insert_commit"] = rate(
-            ops, lambda: [cursor.execute(insert, (f"{i:064d}", 1.0)) for i in range(ops)]
-        )
-
-        def batch() -> None:
-            begin("BEGIN")
-            cursor.executemany(insert, [(f"b{i:063d}", 1.0) for i in range(ops)])
-            commit("COMMIT")
-
-        results["raw_insert_batch"] = rate(ops, batch)
-        return results
-    finally:
-        cursor.execute(f"DROP TABLE {table}")
+        cursor.execute(f"DROP TABLE IF EXISTS {raw_table}")
         conn.close()
+        if dialect != "sqlite":
+            drop(url, prefix)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=3000, help="operations per measurement")
+    parser.add_argument("--ops", type=int, default=3000, help="calls per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="turns the calls are split into")
     parser.add_argument("--dialects", default="sqlite,postgresql,mysql")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    report: dict = {
+    report: dict[str, Any] = {
         "benchmark": "bench_sql_stores",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "sqlalchemy": sa.__version__,
         "sqlite": sqlite3.sqlite_version,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_at_start": os.getloadavg(),
         "ops_per_measurement": args.ops,
+        "rounds": args.rounds,
         "dialects": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
         for dialect in args.dialects.split(","):
             url = f"sqlite:///{tmp}/bench.db" if dialect == "sqlite" else SERVERS[dialect]
             try:
-                entry = {"url": parse_target(url).display}
+                entry: dict[str, Any] = {"url": parse_target(url).display}
                 if dialect != "sqlite":
                     engine = sa.create_engine(parse_target(url).url)
                     with engine.connect() as conn:
                         entry["server"] = conn.scalar(sa.text("SELECT version()"))
                     engine.dispose()
-                entry.update(bench_store(url, args.ops))
-                entry.update(bench_raw(dialect, url, args.ops))
+                entry.update(bench(dialect, url, args.ops, args.rounds))
             except Exception as exc:  # report and go on with the other dialects
                 entry = {"url": url, "error": f"{type(exc).__name__}: {exc}"}
             report["dialects"][dialect] = entry
             sys.stdout.write(f"{dialect}: {json.dumps(entry, indent=1)}\n")
+    report["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     sys.stdout.write(f"wrote {args.out}\n")

@@ -57,13 +57,13 @@ class SQLBackend:
 
     _error: ClassVar[type[OpenIDError]]
     _kind: ClassVar[str]
+    _hot: engines.HotPath
 
     def __init__(self, url: str, options: StoreOptions) -> None:
         self.target: Target = parse_target(url, options.extra)
         self.tables: Tables = tables(self.target.prefix)
         self._now = options.clock.now
         self._engine: Engine | None = None
-        self._liveness: engines.Liveness | None = None
         self._guard = threading.Lock()
         self._closed = False
 
@@ -86,7 +86,7 @@ class SQLBackend:
                 except BaseException:
                     engines.release(self.target)
                     raise
-                self._liveness = engines.liveness(engine)
+                self._hot = engines.hot_path(self.target)
                 self._prepare(engine.dialect)
                 self._engine = engine
             return self._engine
@@ -139,45 +139,48 @@ class SQLBackend:
         or transaction back, are retried.
         """
         engine = self._engine or self._ready()
+        hot = self._hot  # set before the engine is
         dialect = engine.dialect
         driver_error = dialect.loaded_dbapi.Error
         attempt = 0
         while True:
             attempt += 1
             try:
-                connection = engine.pool.connect()
+                connection = hot.checkout()
             except (driver_error, exc.SQLAlchemyError) as err:
                 raise self._failure(what, err) from err
             try:
-                return work(engines.cursor(connection))
+                result = work(engines.cursor(connection))
             except driver_error as err:
                 if dialect.is_disconnect(err, connection.dbapi_connection, None):
-                    connection.invalidate(err)
-                    if self._liveness is not None:
-                        self._liveness.lost()
+                    hot.lost(connection, err)
                     again = retry and attempt == 1
                 else:
-                    self._end_transaction(connection)
+                    self._end_transaction(hot, connection)
                     again = attempt < _ATTEMPTS and engines.is_retryable(err)
                 if not again:
                     raise self._failure(what, err) from err
                 log.info("%s on %s: retrying after %s", what, self.target.display, err)
-            except BaseException:
+                continue
+            except BaseException as err:
                 # Interrupted mid-protocol (or a bug): the connection's state is unknown.
-                connection.invalidate()
+                hot.discard(connection, err)
                 raise
-            finally:
-                connection.close()
+            hot.checkin(connection)
+            return result
 
     @staticmethod
-    def _end_transaction(connection: PoolProxiedConnection) -> None:
+    def _end_transaction(hot: engines.HotPath, connection: PoolProxiedConnection) -> None:
         """Roll back whatever a failed operation left open (nothing, after a single
-        statement); a connection that cannot even do that is discarded."""
+        statement) and give the connection back; one that cannot even do that is
+        discarded."""
         try:
             connection.dbapi_connection.rollback()
         except Exception as err:
             log.warning("discarding a connection whose rollback failed: %s", err)
-            connection.invalidate(err)
+            hot.discard(connection, err)
+        else:
+            hot.checkin(connection)
 
     def _run(
         self,

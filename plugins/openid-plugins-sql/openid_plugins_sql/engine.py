@@ -8,7 +8,6 @@ import math
 import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT = 10
 #: Seconds a pooled server connection may sit unused before its next checkout pings it.
 PING_IDLE_AFTER = 2.0
+#: SQLite connections kept checked out between hot-path operations (see HotPath).
+IDLE_SQLITE_CONNECTIONS = 4
 #: Execution option read by the ``begin`` listener (SQLite's BEGIN mode).
 _SQLITE_BEGIN = "openid_sqlite_begin"
 #: Keys in a pooled connection's ``info``.
@@ -39,6 +40,7 @@ _BORN, _USED, _CURSOR = "openid_born", "openid_used", "openid_cursor"
 @dataclass
 class _Entry:
     engine: Engine
+    hot: HotPath
     users: int = 0
     #: Table prefixes whose schema was checked in this process.
     ready: set[str] = field(default_factory=set)
@@ -46,7 +48,9 @@ class _Entry:
 
 _lock = threading.Lock()
 _entries: dict[str, _Entry] = {}
-_liveness: weakref.WeakKeyDictionary[Engine, Liveness] = weakref.WeakKeyDictionary()
+#: Connections a forked child inherited: kept referenced, never used or closed (closing
+#: would end the parent's sessions, or release its SQLite locks).
+_inherited: list[PoolProxiedConnection] = []
 
 
 def acquire(target: Target) -> Engine:
@@ -54,9 +58,16 @@ def acquire(target: Target) -> Engine:
     with _lock:
         entry = _entries.get(target.engine_key)
         if entry is None:
-            entry = _entries[target.engine_key] = _Entry(_create(target))
+            engine = _create(target)
+            entry = _entries[target.engine_key] = _Entry(engine, HotPath(engine))
         entry.users += 1
         return entry.engine
+
+
+def hot_path(target: Target) -> HotPath:
+    """The hot-path connection handling of ``target``'s engine (after ``acquire``)."""
+    with _lock:
+        return _entries[target.engine_key].hot
 
 
 def release(target: Target) -> None:
@@ -68,6 +79,7 @@ def release(target: Target) -> None:
         entry.users -= 1
         if entry.users <= 0:
             del _entries[target.engine_key]
+            entry.hot.close()
             entry.engine.dispose()
 
 
@@ -91,6 +103,59 @@ def writing(conn: Connection) -> Connection:
     if conn.dialect.name == "sqlite":
         conn.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
     return conn
+
+
+class HotPath:
+    """How hot-path operations get and give back pooled connections of one engine.
+
+    Server connections are checked out of SQLAlchemy's pool for every operation, with
+    ``Liveness`` watching them. SQLite's whole INSERT costs about as much CPU as a pool
+    checkout and checkin, so up to ``IDLE_SQLITE_CONNECTIONS`` connections stay checked
+    out between operations, on a stack any thread takes them from (``list.pop`` and
+    ``append`` are atomic). They still count against the pool's size; a file database
+    has no disconnects to watch for.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.liveness = None if engine.dialect.name == "sqlite" else Liveness(engine)
+        self._idle: list[PoolProxiedConnection] | None = (
+            [] if engine.dialect.name == "sqlite" else None
+        )
+
+    def checkout(self) -> PoolProxiedConnection:
+        if self._idle:
+            try:
+                return self._idle.pop()
+            except IndexError:  # another thread took the last one
+                pass
+        return self._engine.pool.connect()
+
+    def checkin(self, connection: PoolProxiedConnection) -> None:
+        """Give back a connection whose operation succeeded (or ended its transaction)."""
+        if self._idle is not None and len(self._idle) < IDLE_SQLITE_CONNECTIONS:
+            self._idle.append(connection)
+        else:
+            connection.close()
+
+    def discard(self, connection: PoolProxiedConnection, error: BaseException | None) -> None:
+        """Drop a connection in an unknown state (interrupted, or its rollback failed)."""
+        connection.invalidate(error)
+        connection.close()
+
+    def lost(self, connection: PoolProxiedConnection, error: BaseException) -> None:
+        """``connection`` met a disconnect: the server may have restarted."""
+        self.discard(connection, error)
+        if self.liveness is not None:
+            self.liveness.lost()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    def forked(self) -> None:
+        while self._idle:
+            _inherited.append(self._idle.pop())
 
 
 class Liveness:
@@ -170,21 +235,12 @@ def _create(target: Target) -> Engine:
             f"the database driver for {target.display} is not installed ({err}); "
             f'install it with: pip install "openid-plugins-sql[{extra}]"'
         ) from err
-    if target.dialect == "sqlite":
-        event.listen(engine, "connect", _sqlite_connect)
-    else:
-        event.listen(engine, "connect", _server_connect)
-        # A SQLite file cannot go away under an open connection; servers can.
-        _liveness[engine] = Liveness(engine)
+    connect = _sqlite_connect if target.dialect == "sqlite" else _server_connect
+    event.listen(engine, "connect", connect)
     event.listen(engine, "connect", _keep_cursor)
     event.listen(engine, "begin", _begin)
     log.debug("created engine for %s", target.display)
     return engine
-
-
-def liveness(engine: Engine) -> Liveness | None:
-    """``engine``'s disconnect handling; None for SQLite."""
-    return _liveness.get(engine)
 
 
 def cursor(connection: PoolProxiedConnection) -> Any:
@@ -247,6 +303,7 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     for entry in _entries.values():
+        entry.hot.forked()
         entry.engine.dispose(close=False)
 
 
