@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from conftest import REALM, RETURN_TO, query_of
@@ -562,3 +562,90 @@ def test_check_authentication_answer_that_is_not_a_confirmation(world, reply):
     assert world.evil.modes["check_authentication"] == 1
     world.evil.check_auth_reply = (200, KV, b"is_valid:true\n")
     assert world.rp.complete(query, url, session=session).verified_by == "check_authentication"
+
+
+# -- return_to -----------------------------------------------------------------------------------
+
+RETURN_TO_Q = "https://rp.example/finish?next=%2Fhome&lang=en"
+
+
+def _arrived_at(base: str, query: dict[str, str]) -> str:
+    """The URL the browser brings the response to: ``base`` (its own query and fragment
+    kept) with the response's arguments added."""
+    base, _, fragment = base.partition("#")
+    response = {k: v for k, v in query.items() if k.startswith("openid.")}
+    url = f"{base}{'&' if '?' in base else '?'}{urlencode(response)}"
+    return f"{url}#{fragment}" if fragment else url
+
+
+@pytest.mark.parametrize(
+    "current",
+    [
+        "https://rp.example/finish?next=%2Fhome&lang=en&extra=1",
+        "https://rp.example/finish?lang=en&next=/home",
+        "https://RP.Example/finish?next=%2Fhome&lang=en",
+        "https://rp.example:443/finish?next=%2Fhome&lang=en",
+        "https://rp.example/finish?next=%2Fhome&lang=en#top",
+    ],
+    ids=["extra-arg", "reordered-decoded", "host-case", "default-port", "fragment"],
+)
+def test_return_to_equivalent_current_url_is_accepted(world, current):
+    """11.1: the site's URL may carry more arguments; host case, the default port and
+    percent-encoding do not change it."""
+    session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
+    query, _ = world.forge2(return_to)
+    assert world.rp.complete(query, _arrived_at(current, query), session=session)
+
+
+@pytest.mark.parametrize(
+    "current",
+    [
+        "http://rp.example/finish?next=%2Fhome&lang=en",
+        "https://rp.example:8443/finish?next=%2Fhome&lang=en",
+        "https://evil.example/finish?next=%2Fhome&lang=en",
+        "https://rp.example./finish?next=%2Fhome&lang=en",
+        "https://rp.example/Finish?next=%2Fhome&lang=en",
+        "https://rp.example/fin%69sh?next=%2Fhome&lang=en",
+        "https://rp.example/finish/?next=%2Fhome&lang=en",
+        "https://rp.example/finish;x?next=%2Fhome&lang=en",
+        "https://rp.example/finish?lang=en",
+        "https://rp.example/finish?next=https://evil.example/&lang=en",
+        "https://rp.example/finish?next=%2Fhome&lang=en&next=https://evil.example/",
+        "https://rp.example/finish?next=https://evil.example/&next=%2Fhome&lang=en",
+        "https://rp.example:99999/finish?next=%2Fhome&lang=en",
+    ],
+    ids=[
+        "scheme",
+        "port",
+        "host",
+        "trailing-dot",
+        "path-case",
+        "path-encoded",
+        "path-slash",
+        "path-params",
+        "arg-missing",
+        "arg-changed",
+        "arg-duplicated-after",
+        "arg-duplicated-before",
+        "bad-port",
+    ],
+)
+def test_return_to_that_does_not_match_the_current_url(world, current):
+    """11.1: scheme, authority and path equal, and every return_to argument present with
+    the same value - once: a framework reading the other copy would act on an unsigned
+    value."""
+    session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
+    query, url = world.forge2(return_to)
+    with pytest.raises(ReturnToMismatchError):
+        world.rp.complete(query, _arrived_at(current, query), session=session)
+    world.assert_nothing_stored(query)
+
+
+def test_signed_return_to_other_than_the_sessions(world):
+    """The OP signs a return_to with an argument added (and the site's URL has it): it is
+    not the one this session sent."""
+    session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
+    query, url = world.forge2(return_to + "&admin=1")
+    with pytest.raises(ReturnToMismatchError, match="another sign-in"):
+        world.rp.complete(query, url, session=session)
+    world.assert_nothing_stored(query)

@@ -84,7 +84,9 @@ def _split(url: str) -> tuple[str, str, int | None, str, list[tuple[str, str]]]:
 
 def check_return_to(return_to: str, current_url: str) -> None:
     """11.1: scheme, host, port and path equal, and every query argument of return_to is
-    present in the URL the response arrived at with the same value."""
+    present in the URL the response arrived at with the same value - and no other value:
+    a framework that reads the other copy of a repeated argument would act on one the OP
+    never signed."""
     if return_to == current_url:
         return
     scheme, host, port, path, expected_args = _split(return_to)
@@ -94,11 +96,15 @@ def check_return_to(return_to: str, current_url: str) -> None:
             f"openid.return_to {return_to!r} does not match the URL the response arrived at"
             f" ({current_url!r}): pass the full current URL as current_url"
         )
-    actual: dict[str, list[str]] = {}
-    for key, value in actual_args:
-        actual.setdefault(key, []).append(value)
+    expected: dict[str, list[str]] = {}
     for key, value in expected_args:
-        if value not in actual.get(key, []):
+        expected.setdefault(key, []).append(value)
+    actual: dict[str, list[str]] = {key: [] for key in expected}
+    for key, value in actual_args:
+        if key in actual:
+            actual[key].append(value)
+    for key, values in expected.items():
+        if sorted(actual[key]) != sorted(values):
             raise ReturnToMismatchError(
                 f"query argument {key!r} of openid.return_to is missing or different in the"
                 " URL the response arrived at"
