@@ -354,7 +354,12 @@ class RelyingParty:
             raise MissingSessionError(
                 "no sign-in was started in this session (call begin() first; are cookies on?)"
             )
-        result = self._verify(message, current_url, state)
+        try:
+            result = self._verify(message, current_url, state)
+        except ProtocolError as exc:
+            # A signed field with no KV form (4.1.1) or a malformed extension namespace
+            # (section 12): the answer is malformed, whichever check notices it.
+            raise IncompleteAnswerError(f"malformed OpenID response: {exc}") from exc
         session.pop(SESSION_KEY, None)
         return result
 

@@ -15,6 +15,8 @@ response afterwards).
 
 from __future__ import annotations
 
+import base64
+import hmac
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -32,8 +34,9 @@ from openid_plugins.errors import (
     ReturnToMismatchError,
     SignatureError,
 )
+from openid_plugins.extensions.sreg import SREG_1_1_NS
 from openid_plugins.protocol import nonce as nonce_module
-from openid_plugins.protocol.association import HMAC_SHA1, HMAC_SHA256, sign
+from openid_plugins.protocol.association import HMAC_SHA1, HMAC_SHA256
 from openid_plugins.protocol.endpoint import OPENID_IDP_2_0_TYPE
 from openid_plugins.protocol.message import OPENID2_NS, Message
 from openid_plugins.relying_party import SESSION_KEY, RelyingParty
@@ -219,8 +222,11 @@ class World:
 
 
 def _signed(fields: dict[str, str], keys: list[str], signer: Association):
+    """Sign as an OP does (section 6), computed here rather than with the library's own
+    ``sign`` so that the code under test is not its own oracle."""
     fields = dict(fields, signed=",".join(keys))
-    fields["sig"] = sign(signer, fields, keys)
+    text = "".join(f"{key}:{fields.get(key, '')}\n" for key in keys)
+    fields["sig"] = _raw_sig(signer, text.encode())
     url = Message(fields).to_url(fields["return_to"])
     return query_of(url), url
 
@@ -649,3 +655,76 @@ def test_signed_return_to_other_than_the_sessions(world):
     with pytest.raises(ReturnToMismatchError, match="another sign-in"):
         world.rp.complete(query, url, session=session)
     world.assert_nothing_stored(query)
+
+
+# -- the signed list -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signed",
+    [
+        [*SIGNED_2, "return_to"],
+        [SIGNED_2[0], "", *SIGNED_2[1:]],
+        [*SIGNED_2, ""],
+        list(SIGNED_2[1:]),
+        [*SIGNED_2, "no_such_field"],
+    ],
+    ids=["duplicate", "empty-entry", "trailing-comma", "op_endpoint-unsigned", "absent-field"],
+)
+def test_signed_list_tricks(world, signed):
+    """The signature is genuine over exactly the list given; the list itself is wrong."""
+    session, return_to = world.begin(world.evil.identity)
+    query, url = world.forge2(return_to, signed=signed)
+    with pytest.raises(IncompleteAnswerError):
+        world.rp.complete(query, url, session=session)
+    world.assert_nothing_stored(query)
+
+
+def test_unsigned_ns_is_accepted_but_cannot_be_removed(world):
+    """10.1 does not require openid.ns to be signed; without it the answer would read as
+    OpenID 1.x, which this 2.0 session refuses."""
+    session, return_to = world.begin(world.evil.identity)
+    query, url = world.forge2(return_to)
+    assert "ns" not in query["openid.signed"].split(",")
+    stripped = {k: v for k, v in query.items() if k != "openid.ns"}
+    with pytest.raises(IncompleteAnswerError):
+        world.rp.complete(stripped, url, session=session)
+    assert world.rp.complete(query, url, session=session).claimed_id == world.evil.identity
+
+
+@pytest.mark.parametrize(
+    "extra, added",
+    [
+        ({"a:b": "1"}, {}),
+        ({"ns.e": "http://e.example/", "e.v": "line\nbreak"}, {}),
+        ({"ns.sreg": SREG_1_1_NS, "sreg.email": "x@e.example"}, {"openid.ns.x": SREG_1_1_NS}),
+        ({}, {"openid.ns.mode": "http://e.example/"}),
+    ],
+    ids=["colon-in-signed-key", "newline-in-signed-value", "namespace-twice", "reserved-alias"],
+)
+def test_fields_no_op_could_have_sent(world, extra, added):
+    """Fields with no KV form cannot have been signed as they read, and two aliases for one
+    namespace or a reserved alias are malformed (section 12): each is a malformed answer
+    (``IncompleteAnswerError``), never a bare ``ProtocolError``."""
+    session, return_to = world.begin(world.evil.identity)
+    fields = {
+        "ns": OPENID2_NS,
+        "mode": "id_res",
+        "op_endpoint": world.evil.endpoint,
+        "claimed_id": world.evil.identity,
+        "identity": world.evil.identity,
+        "return_to": return_to,
+        "response_nonce": nonce_module.make_nonce(world.rp.clock.now()),
+        "assoc_handle": world.theirs.handle,
+        **extra,
+    }
+    query, _ = _signed(fields, [*SIGNED_2, *extra], world.theirs)
+    query = {k: v for k, v in query.items() if k.startswith("openid.")} | added
+    with pytest.raises(IncompleteAnswerError):
+        world.rp.complete(query, _arrived_at(return_to, query), session=session)
+    world.assert_nothing_stored(query)
+
+
+def _raw_sig(association: Association, data: bytes) -> str:
+    digest = {HMAC_SHA256: "sha256", HMAC_SHA1: "sha1"}[association.assoc_type]
+    return base64.b64encode(hmac.digest(association.secret, data, digest)).decode()
