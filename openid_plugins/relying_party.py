@@ -327,6 +327,12 @@ class RelyingParty:
             is_openid2 = message.is_openid2
         except ProtocolError as exc:
             raise IncompleteAnswerError(f"malformed OpenID response: {exc}") from exc
+        if not _has_utf8_form(message.fields):
+            raise IncompleteAnswerError(
+                "the OpenID response carries text with no UTF-8 form (a lone surrogate, as"
+                " decoding with surrogateescape makes); pass the request's arguments as"
+                " decoded UTF-8"
+            )
         mode = message.mode
         if mode == "cancel":
             session.pop(SESSION_KEY, None)
@@ -566,6 +572,17 @@ class RelyingParty:
 
 
 _SCHEMES = ("http", "https")
+
+
+def _has_utf8_form(fields: Mapping[str, str]) -> bool:
+    """4.1.2: messages are UTF-8. A str holding a lone surrogate cannot be encoded, so no
+    OP signed it, and it would break signature checks and fetches with a bare
+    UnicodeEncodeError."""
+    try:
+        "".join([*fields, *fields.values()]).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _endpoint_matches(endpoint: Endpoint, op_endpoint: str, identity: str) -> bool:

@@ -226,9 +226,10 @@ def _signed(fields: dict[str, str], keys: list[str], signer: Association):
     ``sign`` so that the code under test is not its own oracle."""
     fields = dict(fields, signed=",".join(keys))
     text = "".join(f"{key}:{fields.get(key, '')}\n" for key in keys)
-    fields["sig"] = _raw_sig(signer, text.encode())
-    url = Message(fields).to_url(fields["return_to"])
-    return query_of(url), url
+    fields["sig"] = _raw_sig(signer, text.encode("utf-8", "surrogatepass"))
+    response = {f"openid.{key}": value for key, value in fields.items()}
+    # What the site's framework hands over: its own arguments and the response's.
+    return {**query_of(fields["return_to"]), **response}, _arrived_at(fields["return_to"], response)
 
 
 def _association(handle: str, assoc_type: str, now: float, lifetime: float = 86400.0):
@@ -580,7 +581,8 @@ def _arrived_at(base: str, query: dict[str, str]) -> str:
     kept) with the response's arguments added."""
     base, _, fragment = base.partition("#")
     response = {k: v for k, v in query.items() if k.startswith("openid.")}
-    url = f"{base}{'&' if '?' in base else '?'}{urlencode(response)}"
+    encoded = urlencode(response, errors="surrogatepass")
+    url = f"{base}{'&' if '?' in base else '?'}{encoded}"
     return f"{url}#{fragment}" if fragment else url
 
 
@@ -728,3 +730,36 @@ def test_fields_no_op_could_have_sent(world, extra, added):
 def _raw_sig(association: Association, data: bytes) -> str:
     digest = {HMAC_SHA256: "sha256", HMAC_SHA1: "sha1"}[association.assoc_type]
     return base64.b64encode(hmac.digest(association.secret, data, digest)).decode()
+
+
+# -- oversize and unusual input --------------------------------------------------------------------
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["sig", "signed-value", "unsigned-value", "claimed_id", "key"],
+)
+def test_lone_surrogates_are_a_malformed_answer(world, where):
+    """A str with a lone surrogate (a framework decoding with surrogateescape, or JSON
+    "\\ud800") has no UTF-8 form (4.1.2): a typed error, never UnicodeEncodeError."""
+    session, return_to = world.begin(world.evil.identity)
+    bad = "\ud800"
+    extra = {"ns.e": "http://e.example/", "e.v": bad} if where == "signed-value" else None
+    claimed = world.evil.identity + bad if where == "claimed_id" else None
+    query, _ = (
+        world.forge2(return_to, extra=extra, claimed_id=claimed, handle="private-handle")
+        if where in ("signed-value", "claimed_id")
+        else world.forge2(return_to)
+    )
+    if where == "sig":
+        query["openid.sig"] = bad
+    elif where == "unsigned-value":
+        query["openid.e.unsigned"] = bad
+    elif where == "key":
+        query[f"openid.{bad}"] = "x"
+    with pytest.raises(IncompleteAnswerError):
+        world.rp.complete(query, _arrived_at(return_to, {}), session=session)
+    assert world.evil.modes["check_authentication"] == 0
+    world.assert_nothing_stored(query)
