@@ -346,12 +346,12 @@ class RelyingParty:
         if mode == "setup_needed" and is_openid2:
             raise SetupNeededError(
                 "the OP needs to interact with the user: retry without immediate mode",
-                message.get("user_setup_url"),
+                _setup_url(message, session),
             )
         if mode == "id_res" and not is_openid2 and message.get("user_setup_url"):
             raise SetupNeededError(
                 "the OP needs to interact with the user: send them to the setup URL",
-                message.get("user_setup_url"),
+                _setup_url(message, session),
             )
         if mode != "id_res":
             raise IncompleteAnswerError(f"unexpected openid.mode {mode!r} in the response")
@@ -572,6 +572,33 @@ class RelyingParty:
 
 
 _SCHEMES = ("http", "https")
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _setup_url(message: Message, session: Mapping[str, Any]) -> str | None:
+    """``user_setup_url`` only when it leads to the OP this session's request went to.
+
+    The field is unsigned (OpenID 1.1 section 4.2.2.2): anyone can send a site a "setup
+    needed" answer naming a phishing page for the site to redirect its user to.
+    """
+    url = message.get("user_setup_url")
+    state = session.get(SESSION_KEY)
+    if not url or not isinstance(state, Mapping) or not isinstance(state.get("endpoint"), Mapping):
+        return None
+    try:
+        origin = _origin(url)
+        same = origin[0] in _SCHEMES and origin == _origin(str(state["endpoint"].get("server_url")))
+    except ValueError:  # an invalid port
+        same = False
+    if not same:
+        log.warning("ignoring a user_setup_url that does not lead to the session's OP")
+        return None
+    return url
 
 
 def _has_utf8_form(fields: Mapping[str, str]) -> bool:

@@ -16,6 +16,7 @@ response afterwards).
 from __future__ import annotations
 
 import base64
+import copy
 import hmac
 import secrets
 from collections import Counter
@@ -32,6 +33,7 @@ from openid_plugins.errors import (
     DiscoveryMismatchError,
     IncompleteAnswerError,
     ReturnToMismatchError,
+    SetupNeededError,
     SignatureError,
 )
 from openid_plugins.extensions.sreg import SREG_1_1_NS
@@ -763,3 +765,31 @@ def test_lone_surrogates_are_a_malformed_answer(world, where):
         world.rp.complete(query, _arrived_at(return_to, {}), session=session)
     assert world.evil.modes["check_authentication"] == 0
     world.assert_nothing_stored(query)
+
+
+# -- unsigned answers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("openid2", [True, False], ids=["openid2", "openid1"])
+def test_setup_url_elsewhere_than_the_op_is_not_passed_on(world, openid2):
+    """``user_setup_url`` is unsigned: anyone can send a site a "setup needed" answer
+    naming a phishing page for the site to redirect its user to. Only a URL at the OP the
+    session's request went to is passed on."""
+    session, return_to = world.begin(world.victim if openid2 else world.victim1, immediate=True)
+    server = world.victim_op if openid2 else world.victim_op1
+    fields = {"mode": "setup_needed"} if openid2 else {"mode": "id_res"}
+    if openid2:
+        fields["ns"] = OPENID2_NS
+    for setup_url, passed_on in [
+        ("https://evil.example/phish", False),
+        (server.replace("127.0.0.1", "127.0.0.2"), False),
+        ("javascript:alert(1)", False),
+        (server + "?openid.mode=checkid_setup", True),
+    ]:
+        query = {f"openid.{k}": v for k, v in fields.items()}
+        query["openid.user_setup_url"] = setup_url
+        for state in ({}, copy.deepcopy(session)):
+            with pytest.raises(SetupNeededError) as raised:
+                world.rp.complete(query, return_to, session=state)
+            expected = setup_url if passed_on and state else None
+            assert raised.value.setup_url == expected, (setup_url, bool(state))
