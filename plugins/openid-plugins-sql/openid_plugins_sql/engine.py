@@ -235,8 +235,8 @@ def _create(target: Target) -> Engine:
             f"the database driver for {target.display} is not installed ({err}); "
             f'install it with: pip install "openid-plugins-sql[{extra}]"'
         ) from err
-    connect = _sqlite_connect if target.dialect == "sqlite" else _server_connect
-    event.listen(engine, "connect", connect)
+    connect = {"sqlite": _sqlite_connect, "postgresql": _postgresql_connect}
+    event.listen(engine, "connect", connect.get(target.dialect, _mysql_connect))
     event.listen(engine, "connect", _keep_cursor)
     event.listen(engine, "begin", _begin)
     log.debug("created engine for %s", target.display)
@@ -270,18 +270,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
         cursor.close()
 
 
-def _server_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    if hasattr(dbapi_connection, "ping"):  # PyMySQL
-        dbapi_connection.autocommit(True)
-        statement = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-    else:  # psycopg
-        dbapi_connection.autocommit = True
-        statement = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED"
-    # READ COMMITTED on both servers for the transactions that remain: MariaDB's default
-    # REPEATABLE READ takes gap locks that make concurrent puts and claims deadlock.
+# READ COMMITTED on both servers for the transactions that remain: MariaDB's default
+# REPEATABLE READ takes gap locks that make concurrent puts and claims deadlock.
+
+
+def _postgresql_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.autocommit = True
+    dbapi_connection.execute(
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED"
+    )
+
+
+def _mysql_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.autocommit(True)
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(statement)
+        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     finally:
         cursor.close()
 
