@@ -48,6 +48,9 @@ log = logging.getLogger("openid_plugins.relying_party")
 SESSION_KEY = "openid_plugins"
 #: Indirect messages longer than this go by form POST (OpenID 2.0 section 5.2.1).
 MAX_REDIRECT_URL = 2047
+#: Longer asserted identifiers are refused before re-discovery: no user types one, and
+#: fetching it would let anyone make the site send megabyte requests wherever they like.
+MAX_IDENTIFIER_BYTES = 2047
 DISCOVERY_CACHE = "discovery"
 #: How long and how many associations complete() keeps in process (see _association).
 ASSOCIATION_CACHE_SECONDS = 60.0
@@ -443,6 +446,11 @@ class RelyingParty:
             )
         identity = message["identity"]
         defragged = claimed.partition("#")[0]
+        if len(claimed) > MAX_IDENTIFIER_BYTES or len(claimed.encode()) > MAX_IDENTIFIER_BYTES:
+            raise DiscoveryMismatchError(
+                f"the asserted identifier is longer than {MAX_IDENTIFIER_BYTES} bytes"
+                f" ({claimed[:60]!r}...); it is refused without discovery"
+            )
         if "@" in urlsplit(defragged).netloc:
             # RFC 9110 4.2.4, as for user input (urinorm): "https://bank.example@evil.example/"
             # exists to mislead, and in directed identity the OP alone chose it.

@@ -1086,6 +1086,9 @@ def test_fifty_thousand_arguments(world):
         ("nonce", IncompleteAnswerError),
         ("return_to", ReturnToMismatchError),
         ("identity", DiscoveryMismatchError),
+        ("claimed_id", DiscoveryMismatchError),
+        ("4k-claimed_id", DiscoveryMismatchError),
+        ("unicode-claimed_id", DiscoveryMismatchError),
     ],
 )
 def test_oversize_values(world, case, expected):
