@@ -158,13 +158,9 @@ class SQLStore(SQLBackend, Store):
 
     def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
         check_server_url(server_url)
-        now = self.clock.now()
-        skew = self.options.nonce_skew
-        # OpenID 2.0 section 11.3: a nonce too far from now is refused without a lookup; one
-        # inside the window is remembered until it would be refused anyway.
-        if not math.isfinite(timestamp) or abs(timestamp - now) > skew:
+        if not self.nonce_in_window(timestamp):  # refused without a round trip
             return False
-        row = (_nonce_key(server_url, timestamp, salt), timestamp + skew)
+        row = (_nonce_key(server_url, timestamp, salt), timestamp + self.options.nonce_skew)
 
         def work(cursor: Any) -> bool:
             # The primary key decides: no read-then-write window between processes. One
