@@ -43,6 +43,7 @@ from openid_plugins.errors import (
     TookTooLongError,
 )
 from openid_plugins.extensions.sreg import SREG_1_1_NS, SReg
+from openid_plugins.manager import make_plugin_manager
 from openid_plugins.protocol import nonce as nonce_module
 from openid_plugins.protocol.association import HMAC_SHA1, HMAC_SHA256
 from openid_plugins.protocol.endpoint import OPENID_IDP_2_0_TYPE
@@ -108,6 +109,12 @@ class EvilSite:
     def op_identifier(self) -> str:
         return self.server.url("/server")
 
+    def reset(self) -> None:
+        self.check_auth_reply = (200, KV, b"is_valid:true\n")
+        self.modes.clear()
+        with self.server.lock:
+            self.server.requests.clear()
+
     def _op(self, request: Request) -> tuple[int, dict[str, str], bytes]:
         text = request.body.decode("utf-8", "replace") if request.body else request.query
         mode = dict(parse_qsl(text, keep_blank_values=True)).get("openid.mode", "")
@@ -117,10 +124,23 @@ class EvilSite:
         return 400, KV, b"error:this OP makes no associations\n"
 
 
-@pytest.fixture
-def evil():
+@pytest.fixture(scope="module")
+def evil_server():
     with LocalHTTPServer() as server:
         yield EvilSite(server)
+
+
+@pytest.fixture
+def evil(evil_server):
+    evil_server.reset()
+    return evil_server
+
+
+@pytest.fixture(scope="module")
+def plugin_manager():
+    """Loading the entry points is most of what a RelyingParty costs to make; relying
+    parties without plugins of their own share one manager."""
+    return make_plugin_manager()
 
 
 @dataclass
@@ -246,9 +266,11 @@ def _association(handle: str, assoc_type: str, now: float, lifetime: float = 864
 
 
 @pytest.fixture
-def make_world(op, evil, make_rp):
+def make_world(op, evil, make_rp, plugin_manager):
     def make(**settings) -> World:
         settings.setdefault("association", "inline")
+        if "plugins" not in settings:
+            settings["plugin_manager"] = plugin_manager
         rp = make_rp(**settings)
         now = rp.clock.now()
         world = World(
@@ -1043,7 +1065,7 @@ def test_invalidate_handle_confirmed_by_the_attackers_op(world, valid):
         assert world.rp.store.get_association(world.evil.endpoint, world.theirs.handle)
 
 
-def test_genuine_association_handle_in_an_attackers_assertion(op, evil, make_rp, browser):
+def test_genuine_association_handle_in_an_attackers_assertion(op, make_rp, browser):
     """A real association with the victim's OP (made by a genuine login): the attacker
     names its handle but cannot sign with it, and the association survives for the next
     genuine login."""
