@@ -565,6 +565,12 @@ class RelyingParty:
         if not requested and message.is_openid2 and not message.extension_aliases():
             # Nothing asked for and no extension namespace declared: nothing to parse.
             return {}
+        if not message.is_openid2:
+            unsigned = [k for k in message.fields if k.startswith("ns.") and k not in signed]
+            if unsigned:
+                # OpenID 1.x has no namespace declarations: one added unsigned would re-point
+                # a signed alias at another extension (signed_args checks this for 2.0 only).
+                message = Message({k: v for k, v in message.fields.items() if k not in unsigned})
         response = ExtensionResponse(
             message=message,
             signed=signed,

@@ -1170,17 +1170,16 @@ def test_extension_args_without_a_signed_alias_declaration(world):
     assert world.rp.complete(query, url, session=session).sreg == {"email": "alice@victim.example"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenID 1.x has no namespace declarations, yet an unsigned openid.ns.<alias> added"
-    " to a 1.x answer re-points a signed alias (Message.alias_for, ExtensionResponse."
-    "signed_args): not in a file this review may change",
-)
 def test_openid1_alias_redeclared_by_an_unsigned_namespace(world):
     """A 1.1 answer signs ``x.email`` for some other extension; anyone on the way adds
-    ``openid.ns.x=<SREG>`` and the value would be reported as the SREG email."""
+    ``openid.ns.x=<SREG>``: the value must not be reported as the SREG email."""
     session, return_to = world.begin(world.evil.identity1, extensions=[SReg(optional=["email"])])
     query, url = world.forge1(return_to, extra={"x.email": "admin@victim.example"})
     query["openid.ns.x"] = SREG_1_1_NS
     result = world.rp.complete(query, url, session=session)
     assert "email" not in result.sreg
+    # Declared and signed by the OP itself, the alias means what it says.
+    session, return_to = world.begin(world.evil.identity1, extensions=[SReg(optional=["email"])])
+    extra = {"ns.x": SREG_1_1_NS, "x.email": "admin@victim.example"}
+    query, url = world.forge1(return_to, extra=extra)
+    assert world.rp.complete(query, url, session=session).sreg == {"email": extra["x.email"]}
