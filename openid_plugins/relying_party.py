@@ -388,6 +388,12 @@ class RelyingParty:
                 f"the sign-in took longer than {int(delay)} s at the OP; start again"
             )
         session_endpoint = Endpoint.from_dict(state["endpoint"])
+        if session_endpoint.is_openid2 and not message.is_openid2:
+            # Without openid.ns a 2.0 answer would be checked by the 1.x rules, against the
+            # RP nonce instead of its own response_nonce: a replay in other clothes.
+            raise IncompleteAnswerError(
+                "an OpenID 1.x answer (no openid.ns) to an OpenID 2.0 request is refused"
+            )
         if message.is_openid2:
             timestamp, salt = nonce.parse_nonce(message["response_nonce"])
             verify.check_nonce_time(timestamp, now, self.settings.nonce_skew)
