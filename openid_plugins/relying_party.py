@@ -264,12 +264,13 @@ class RelyingParty:
                 ext.to_session() for ext in extensions if callable(getattr(ext, "to_session", None))
             ],
         }
-        if not endpoint.is_openid2:
-            # OpenID 1.x has no response_nonce: the RP carries its own in return_to.
-            return_to = nonce.add_rp_nonce(return_to, now)
-        state["return_to"] = return_to
+        # Our own nonce in return_to, which the OP signs, binds the answer to this session:
+        # complete() refuses an answer from another sign-in, such as an attacker's own
+        # delivered to a victim's browser (login CSRF). OpenID 1.x, which has no
+        # response_nonce, also uses it against replays.
+        state["return_to"] = bound_return_to = nonce.add_rp_nonce(return_to, now)
         message = self._checkid_message(
-            endpoint, result.claimed_id, return_to, realm, immediate, association
+            endpoint, result.claimed_id, bound_return_to, realm or return_to, immediate, association
         )
         self._add_extensions(message, ExtensionRequest(extensions=extensions, endpoint=endpoint))
         session[SESSION_KEY] = state

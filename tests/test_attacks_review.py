@@ -382,7 +382,7 @@ def test_openid1_response_to_an_openid2_session(world):
     with pytest.raises(ReturnToMismatchError):
         world.rp.complete(second, url, session=session)
     assert world.op.counts["check_authentication"] == 0
-    world.assert_nothing_stored(second)
+    world.assert_nothing_stored(query)
 
 
 def test_openid2_answer_replayed_without_openid_ns(world):
@@ -644,7 +644,7 @@ def test_return_to_equivalent_current_url_is_accepted(world, current):
     percent-encoding do not change it."""
     session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
     query, _ = world.forge2(return_to)
-    assert world.rp.complete(query, _arrived_at(current, query), session=session)
+    assert world.rp.complete(query, _arrived_at(_bound(current, return_to), query), session=session)
 
 
 @pytest.mark.parametrize(
@@ -689,8 +689,16 @@ def test_return_to_that_does_not_match_the_current_url(world, current, request):
     # Each URL differs from return_to in one way only: the argument, or the rest.
     reason = "argument 'next'" if "arg-" in request.node.name else "does not match|invalid port"
     with pytest.raises(ReturnToMismatchError, match=reason):
-        world.rp.complete(query, _arrived_at(current, query), session=session)
+        world.rp.complete(query, _arrived_at(_bound(current, return_to), query), session=session)
     world.assert_nothing_stored(query)
+
+
+def _bound(current: str, return_to: str) -> str:
+    """``current`` with the RP nonce that begin() added to return_to, as the site's real
+    URL carries it."""
+    argument = return_to[return_to.index(nonce_module.RP_NONCE_ARG) :]
+    base, hash_sign, fragment = current.partition("#")
+    return f"{base}&{argument}{hash_sign}{fragment}"
 
 
 def test_signed_return_to_other_than_the_sessions(world):
@@ -1197,3 +1205,18 @@ def test_openid1_alias_redeclared_by_an_unsigned_namespace(world):
     extra = {"ns.x": SREG_1_1_NS, "x.email": "admin@victim.example"}
     query, url = world.forge1(return_to, extra=extra)
     assert world.rp.complete(query, url, session=session).sreg == {"email": extra["x.email"]}
+
+
+# -- binding the answer to the session ------------------------------------------------------
+
+
+def test_login_csrf_an_answer_from_another_session(world):
+    """The victim has a sign-in under way; the attacker, signed in as themselves in their
+    own session, makes the victim's browser deliver the attacker's (unused) answer. It
+    must not sign the victim in as the attacker: the answer belongs to another sign-in."""
+    victims_session, _ = world.begin(world.victim)
+    _, attackers_return_to = world.begin(world.evil.identity)
+    query, url = world.forge2(attackers_return_to)
+    with pytest.raises(ReturnToMismatchError, match="another sign-in"):
+        world.rp.complete(query, url, session=victims_session)
+    world.assert_nothing_stored(query)
