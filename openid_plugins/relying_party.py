@@ -52,6 +52,8 @@ MAX_REDIRECT_URL = 2047
 #: fetching it would let anyone make the site send megabyte requests wherever they like.
 MAX_IDENTIFIER_BYTES = 2047
 DISCOVERY_CACHE = "discovery"
+#: 9.1: what an RP sends as claimed_id and identity to let the OP choose the identifier.
+IDENTIFIER_SELECT = "http://specs.openid.net/auth/2.0/identifier_select"
 #: How long and how many associations complete() keeps in process (see _association).
 ASSOCIATION_CACHE_SECONDS = 60.0
 ASSOCIATION_CACHE_SIZE = 1024
@@ -294,8 +296,7 @@ class RelyingParty:
             fields["realm"] = realm or return_to
             if endpoint.is_op_identifier:
                 # 9.1: let the OP choose the identifier.
-                select = "http://specs.openid.net/auth/2.0/identifier_select"
-                fields["claimed_id"] = fields["identity"] = select
+                fields["claimed_id"] = fields["identity"] = IDENTIFIER_SELECT
             else:
                 fields["claimed_id"] = claimed_id
                 fields["identity"] = endpoint.op_local_id or claimed_id
@@ -339,7 +340,8 @@ class RelyingParty:
             )
         mode = message.mode
         if mode == "cancel":
-            session.pop(SESSION_KEY, None)
+            # The pending sign-in is kept: a cancel is unsigned, and a forged one (a link an
+            # attacker gets the user to follow) must not abort a real login under way.
             raise CancelledError("the user cancelled the sign-in at their OpenID provider")
         if mode == "error":
             raise ProviderError(
@@ -377,12 +379,12 @@ class RelyingParty:
         now = self.clock.now()
         verify.check_fields(message)
         signed = verify.signed_keys(message)
-        verify.check_return_to(message["return_to"], current_url)
         if state.get("return_to") and message["return_to"] != state["return_to"]:
             raise ReturnToMismatchError(
                 "openid.return_to differs from the one this session's request sent: the"
                 " response belongs to another sign-in (a second tab?); start again"
             )
+        verify.check_return_to(message["return_to"], current_url)
         delay = self.settings.max_login_delay
         if delay and now - float(state.get("started", now)) > delay:
             raise TookTooLongError(
@@ -452,6 +454,11 @@ class RelyingParty:
                 "the assertion names no identifier; this relying party only signs users in"
             )
         identity = message["identity"]
+        if claimed == IDENTIFIER_SELECT or identity == IDENTIFIER_SELECT:
+            raise IncompleteAnswerError(
+                "the OP answered with the identifier_select placeholder instead of choosing an"
+                " identifier (10.1)"
+            )
         defragged = claimed.partition("#")[0]
         if len(claimed) > MAX_IDENTIFIER_BYTES or len(claimed.encode()) > MAX_IDENTIFIER_BYTES:
             raise DiscoveryMismatchError(

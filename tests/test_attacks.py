@@ -207,3 +207,25 @@ def test_forged_invalidate_handle_removes_nothing(op, make_rp, browser):
     result = rp.complete(query, url, session=session)
     assert result.verified_by == "association"
     assert rp.store.get_association(op.endpoint(), handle) is not None
+
+
+def test_forged_cancel_does_not_abort_a_sign_in_under_way(op, make_rp, browser):
+    rp = make_rp(association="inline")
+    session: dict = {}
+    query, url = start(rp, browser, op.identity(), session)
+    from openid_plugins.errors import CancelledError
+
+    forged = {"openid.ns": "http://specs.openid.net/auth/2.0", "openid.mode": "cancel"}
+    with pytest.raises(CancelledError):
+        rp.complete(forged, url, session=session)
+    assert rp.complete(query, url, session=session).claimed_id == op.identity()
+
+
+def test_identifier_select_placeholder_is_not_an_identifier(op, make_rp, browser):
+    op.select_identity = "http://specs.openid.net/auth/2.0/identifier_select"
+    rp = make_rp(association="inline")
+    session: dict = {}
+    query, url = start(rp, browser, op.op_identifier(), session)
+    with pytest.raises(IncompleteAnswerError, match="identifier_select"):
+        rp.complete(query, url, session=session)
+    assert_nonce_unused(rp, query)

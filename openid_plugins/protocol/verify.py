@@ -93,8 +93,8 @@ def check_return_to(return_to: str, current_url: str) -> None:
     c_scheme, c_host, c_port, c_path, actual_args = _split(current_url)
     if (scheme, host, port, path) != (c_scheme, c_host, c_port, c_path):
         raise ReturnToMismatchError(
-            f"openid.return_to {return_to!r} does not match the URL the response arrived at"
-            f" ({current_url!r}): pass the full current URL as current_url"
+            f"openid.return_to {return_to[:200]!r} does not match the URL the response arrived"
+            f" at ({current_url[:200]!r}): pass the full current URL as current_url"
         )
     expected: dict[str, list[str]] = {}
     for key, value in expected_args:
