@@ -1,6 +1,7 @@
-"""Response nonces (OpenID 2.0 section 10.1, checked per 11.3) and the RP's own nonce for
-OpenID 1.x, which has no ``openid.response_nonce``: the RP adds one to its return_to URL,
-where the OP's signature over ``return_to`` protects it, and it is checked the same way.
+"""Response nonces (OpenID 2.0 section 10.1, checked per 11.3) and the RP's own nonce in
+every return_to URL, where the OP's signature over ``return_to`` protects it. In OpenID 1.x,
+which has no ``openid.response_nonce``, it is the replay protection; in 2.0 it binds an
+answer to the session that asked for it (no login CSRF with an attacker's own answer).
 
 Format: an RFC 3339 UTC time without fractions, then up to 235 printable ASCII characters,
 e.g. ``2005-05-15T17:11:51ZUNIQUE``. The timestamp bounds how long used nonces are kept.
@@ -19,7 +20,7 @@ from ..errors import IncompleteAnswerError, ProtocolError
 
 #: 10.1: "A string 255 characters or less in length".
 MAX_NONCE_LENGTH = 255
-#: The return_to argument carrying the RP's nonce in OpenID 1.x (python-openid: janrain_nonce).
+#: The return_to argument carrying the RP's nonce (python-openid: janrain_nonce).
 RP_NONCE_ARG = "openid_plugins.nonce"
 
 # 10.1: RFC 3339 section 5.6 date-time, UTC ("Z"), no fractional seconds; then printable
@@ -80,7 +81,7 @@ def _timestamp(stamp: str) -> int:
 
 
 def add_rp_nonce(return_to: str, now: float) -> str:
-    """``return_to`` with a fresh RP nonce in its query, for an OpenID 1.x request."""
+    """``return_to`` with a fresh RP nonce in its query."""
     parts = urlsplit(return_to)
     argument = urlencode({RP_NONCE_ARG: make_nonce(now)})
     query = f"{parts.query}&{argument}" if parts.query else argument
@@ -88,7 +89,7 @@ def add_rp_nonce(return_to: str, now: float) -> str:
 
 
 def split_rp_nonce(return_to: str) -> tuple[int, str]:
-    """The (timestamp, salt) of the RP nonce in a signed OpenID 1.x ``return_to``.
+    """The (timestamp, salt) of the RP nonce in a signed ``return_to``.
 
     Read it from ``openid.return_to`` (covered by the signature), never from the request's
     own query: an attacker can add arguments there. Raises ``IncompleteAnswerError`` when
