@@ -362,7 +362,7 @@ class RelyingParty:
         if mode != "id_res":
             raise IncompleteAnswerError(f"unexpected openid.mode {mode!r} in the response")
         state = session.get(SESSION_KEY)
-        if not isinstance(state, Mapping) or "endpoint" not in state:
+        if not isinstance(state, Mapping) or not {"endpoint", "return_to"} <= state.keys():
             raise MissingSessionError(
                 "no sign-in was started in this session (call begin() first; are cookies on?)"
             )
@@ -379,7 +379,7 @@ class RelyingParty:
         now = self.clock.now()
         verify.check_fields(message)
         signed = verify.signed_keys(message)
-        if state.get("return_to") and message["return_to"] != state["return_to"]:
+        if message["return_to"] != state["return_to"]:
             raise ReturnToMismatchError(
                 "openid.return_to differs from the one this session's request sent: the"
                 " response belongs to another sign-in (a second tab?); start again"
@@ -405,7 +405,7 @@ class RelyingParty:
             identity = message.get("identity")
             server_url = message["op_endpoint"]
         else:
-            timestamp, salt = self._openid1_nonce(message, state, now)
+            timestamp, salt = self._openid1_nonce(message, now)
             endpoint = session_endpoint
             if message["identity"] != session_endpoint.op_local_id:
                 raise DiscoveryMismatchError(
@@ -431,14 +431,9 @@ class RelyingParty:
             verified_by=verified_by,
         )
 
-    def _openid1_nonce(
-        self, message: Message, state: Mapping[str, Any], now: float
-    ) -> tuple[float, str]:
-        """OpenID 1.x: our own nonce, carried (and signed) inside return_to."""
-        if message["return_to"] != state.get("return_to"):
-            raise IncompleteAnswerError(
-                "the OpenID 1.x response's return_to is not the one this session sent"
-            )
+    def _openid1_nonce(self, message: Message, now: float) -> tuple[float, str]:
+        """OpenID 1.x: our own nonce, carried (and signed) inside the return_to that _verify
+        has already compared with this session's."""
         timestamp, salt = nonce.split_rp_nonce(message["return_to"])
         verify.check_nonce_time(timestamp, now, self.settings.nonce_skew)
         return timestamp, salt
