@@ -25,12 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-from python3_op import Python3OP  # noqa: E402
+from openid_plugins.testing.python3_openid_op import Python3OP
 
 log = logging.getLogger("openid_plugins.benchmarks")
 

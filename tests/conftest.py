@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from python3_op import Python3OP  # noqa: E402
+from openid_plugins.testing.python3_openid_op import Python3OP
 
 RETURN_TO = "https://rp.example/finish"
 REALM = "https://rp.example/"

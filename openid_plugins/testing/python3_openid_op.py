@@ -1,9 +1,10 @@
 """A real OpenID Provider that none of us wrote: python3-openid's ``openid.server``, served
 over HTTP on 127.0.0.1, with identity pages for HTML, XRDS and OP-identifier discovery.
 
-Used by the interop tests and the benchmarks. Behaviour is switched per test through
-attributes (``decision``, ``negotiator`` ...), and every request is counted by mode so a test
-can prove what did or did not happen on the wire.
+Needs python3-openid (in the ``test`` extra): it is a test dependency, never a runtime one.
+Used by the core's interop tests, plugin distributions' tests and the benchmarks. Behaviour
+is switched per test through attributes (``decision``, ``allowed_associations`` ...), and
+every request is counted by mode so a test can prove what did or did not happen on the wire.
 """
 
 from __future__ import annotations
