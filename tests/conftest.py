@@ -6,11 +6,28 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+from httpserver import LocalHTTPServer
 
+from openid_plugins.config import FetchSettings
+from openid_plugins.protocol.fetch import Fetcher
 from openid_plugins.testing.python3_openid_op import Python3OP
 
 RETURN_TO = "https://rp.example/finish"
 REALM = "https://rp.example/"
+
+
+@pytest.fixture
+def server():
+    """A scriptable HTTP server on 127.0.0.1 (tests/httpserver.py)."""
+    with LocalHTTPServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def fetcher():
+    """A Fetcher with short limits, so a test of a hostile server ends quickly."""
+    with Fetcher(FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)) as f:
+        yield f
 
 
 @pytest.fixture(scope="session")

@@ -37,18 +37,6 @@ SPEC = json.loads((DATA / "derived/test_discover.expectations.json").read_text()
 XRDS_TYPE = "application/xrds+xml"
 
 
-@pytest.fixture
-def server():
-    with LocalHTTPServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fetcher():
-    with Fetcher(FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)) as f:
-        yield f
-
-
 # -- test_discover vectors ----------------------------------------------------------------
 
 

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl
 
 import pytest
-from httpserver import LocalHTTPServer
 
 from openid_plugins.config import FetchSettings
 from openid_plugins.errors import (
@@ -26,18 +25,6 @@ from openid_plugins.protocol import fetch_policy
 from openid_plugins.protocol.fetch import Fetcher, redact
 
 FAST = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)
-
-
-@pytest.fixture
-def server():
-    with LocalHTTPServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fetcher():
-    with Fetcher(FAST) as f:
-        yield f
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from urllib.parse import parse_qsl
 import pytest
 from httpserver import LocalHTTPServer
 
-from openid_plugins.config import FetchSettings
 from openid_plugins.errors import (
     DiscoveryError,
     FetchError,
@@ -28,18 +27,6 @@ from openid_plugins.protocol.xrds import parse_xrds
 from openid_plugins.protocol.yadis import yadis_discover
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture
-def server():
-    with LocalHTTPServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fetcher():
-    with Fetcher(FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)) as f:
-        yield f
 
 
 # -- test1-parsehtml.txt: <meta http-equiv="X-XRDS-Location"> ----------------------------
