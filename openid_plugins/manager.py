@@ -35,17 +35,26 @@ def blocked_from_env(environ: os._Environ[str] | dict[str, str] | None = None) -
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering which distribution each entry-point plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(ENTRY_POINT_GROUP)
+        #: plugin name -> (distribution, version), for entry-point plugins.
+        self.distributions: dict[str, tuple[str, str]] = {}
+
+
 def make_plugin_manager(
     plugins: Iterable[object] = (),
     *,
     block: Iterable[str] = (),
     load_entrypoints: bool = True,
-) -> pluggy.PluginManager:
+) -> PluginManager:
     """A manager with every hook spec, the installed entry-point plugins and ``plugins``.
 
     Blocked names (``block`` plus ``$OPENID_PLUGINS_BLOCK``) are never imported.
     """
-    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for name in set(block) | blocked_from_env():
         pm.set_blocked(name)
@@ -56,7 +65,7 @@ def make_plugin_manager(
     return pm
 
 
-def _load_entrypoints(pm: pluggy.PluginManager) -> None:
+def _load_entrypoints(pm: PluginManager) -> None:
     seen: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in seen or pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
@@ -71,11 +80,9 @@ def _load_entrypoints(pm: pluggy.PluginManager) -> None:
                 f" or block it with {BLOCK_ENV}={ep.name}"
             ) from exc
         pm.register(plugin, name=ep.name)
-        _distributions[id(plugin)] = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+        if ep.dist is not None:
+            pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
         log.debug("loaded plugin %s from %s", ep.name, ep.value)
-
-
-_distributions: dict[int, tuple[str | None, str | None]] = {}
 
 
 def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
@@ -85,6 +92,6 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
         if plugin is None:  # a blocked name
             continue
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
-        dist, version = _distributions.get(id(plugin), (None, None))
+        dist, version = getattr(pm, "distributions", {}).get(name, (None, None))
         infos.append(PluginInfo(name, dist, version, hooks))
     return sorted(infos, key=lambda info: info.name)
