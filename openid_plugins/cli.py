@@ -142,3 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `openid-plugins plugins | head`
+        sys.stderr.close()
+        return 0

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from conftest import REALM, RETURN_TO, query_of
 
+from openid_plugins import hookimpl
 from openid_plugins.fetcher import BackgroundFetcher
 
 
@@ -153,3 +154,34 @@ def test_watch_mode_associates_as_items_arrive_and_stops_on_sigterm(op, tmp_path
             proc.kill()
     assert proc.returncode == 0
     assert "made 1" in out
+
+
+class EventLog:
+    def __init__(self):
+        self.events: list[tuple[str, str, dict]] = []
+
+    @hookimpl
+    def openid_association_event(self, event, server_url, details):
+        self.events.append((event, server_url, dict(details)))
+
+
+def test_association_events_reach_plugins(op, make_rp, browser):
+    events = EventLog()
+    rp = make_rp(association="background", plugins=[events])
+    login(rp, browser, op.identity())
+    BackgroundFetcher(rp.associator, rp.queue).run_once()
+    kinds = [(event, url) for event, url, _ in events.events]
+    assert kinds == [("queued", op.endpoint()), ("made", op.endpoint())]
+    made = events.events[-1][2]
+    assert made["assoc_type"] == "HMAC-SHA256" and made["seconds"] > 0
+
+
+def test_refusal_and_failure_events(op, make_rp, browser):
+    events = EventLog()
+    op.allowed_associations = []
+    rp = make_rp(association="inline", plugins=[events], fetch_connect_timeout=1)
+    login(rp, browser, op.identity())
+    rp.queue.put("http://127.0.0.1:9/op")
+    BackgroundFetcher(rp.associator, rp.queue).run_once()
+    assert [event for event, _, _ in events.events] == ["refused", "failed"]
+    assert "retry_in" in events.events[-1][2]
