@@ -218,7 +218,10 @@ def our_complete(
     """Our ``complete()`` on a store holding the shared association."""
     rp = ctx.rp(store_url, association="inline")
     rp.store.store_association(shared.server_url, shared.ours())
-    queries = iter(signed_assertions(ctx.sizes.complete + WARMUP, shared, claimed))
+    # begin() binds its answer to the session with an RP nonce in return_to; the OP signs
+    # that return_to and the browser comes back to it.
+    return_to = state["return_to"]
+    queries = iter(signed_assertions(ctx.sizes.complete + WARMUP, shared, claimed, return_to))
     state = dict(state, started=time.time())
     box: dict[str, Any] = {}
 
@@ -226,7 +229,7 @@ def our_complete(
         box["session"] = {SESSION_KEY: state}
 
     def call(i: int) -> Any:
-        return rp.complete(next(queries), RETURN_TO, session=box["session"])
+        return rp.complete(next(queries), return_to, session=box["session"])
 
     def check(i: int, result: Any) -> None:
         if result.verified_by != "association" or result.claimed_id != claimed:
@@ -952,15 +955,16 @@ def section_profile(ctx: Context) -> dict[str, Any]:
         rp = ctx.rp(url, association="inline")
         rp.store.store_association(shared.server_url, shared.ours())
         count = ctx.sizes.profile
-        queries = signed_assertions(count + 10, shared, claimed)
+        return_to = state["return_to"]
+        queries = signed_assertions(count + 10, shared, claimed, return_to)
         fresh = dict(state, started=time.time())
         for query in queries[count:]:
-            rp.complete(query, RETURN_TO, session={SESSION_KEY: fresh})
+            rp.complete(query, return_to, session={SESSION_KEY: fresh})
         sessions = [{SESSION_KEY: fresh} for _ in range(count)]
         profiler = cProfile.Profile()
         profiler.enable()
         for query, session in zip(queries[:count], sessions):
-            rp.complete(query, RETURN_TO, session=session)
+            rp.complete(query, return_to, session=session)
         profiler.disable()
         stats = pstats.Stats(profiler)
         total = stats.total_tt
