@@ -115,6 +115,22 @@ def contract_plugin_manager() -> Any:
     return make_plugin_manager()
 
 
+def _openers(
+    open_backend: Callable[..., Any], url: str, extra: dict[str, Any], clock: FakeClock, pm: Any
+) -> Iterator[Callable[[], Any]]:
+    """Opens the backend under test (again, on each call); closes every one after the test."""
+    opened: list[Any] = []
+
+    def opener() -> Any:
+        options = StoreOptions(clock=clock, nonce_skew=SKEW, extra=dict(extra))
+        opened.append(open_backend(pm, url, options))
+        return opened[-1]
+
+    yield opener
+    for backend in opened:
+        backend.close()
+
+
 @pytest.fixture
 def open_contract_store(
     store_url: str,
@@ -122,18 +138,7 @@ def open_contract_store(
     contract_clock: FakeClock,
     contract_plugin_manager: Any,
 ) -> Iterator[Callable[[], Store]]:
-    """Opens the store under test (again, on each call); closes every one after the test."""
-    opened: list[Store] = []
-
-    def opener() -> Store:
-        options = StoreOptions(clock=contract_clock, nonce_skew=SKEW, extra=dict(store_extra))
-        store = open_store(contract_plugin_manager, store_url, options)
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        store.close()
+    yield from _openers(open_store, store_url, store_extra, contract_clock, contract_plugin_manager)
 
 
 @pytest.fixture
@@ -148,18 +153,7 @@ def open_contract_queue(
     contract_clock: FakeClock,
     contract_plugin_manager: Any,
 ) -> Iterator[Callable[[], Queue]]:
-    """Opens the queue under test (again, on each call); closes every one after the test."""
-    opened: list[Queue] = []
-
-    def opener() -> Queue:
-        options = StoreOptions(clock=contract_clock, nonce_skew=SKEW, extra=dict(queue_extra))
-        queue = open_queue(contract_plugin_manager, queue_url, options)
-        opened.append(queue)
-        return queue
-
-    yield opener
-    for queue in opened:
-        queue.close()
+    yield from _openers(open_queue, queue_url, queue_extra, contract_clock, contract_plugin_manager)
 
 
 @pytest.fixture
