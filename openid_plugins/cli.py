@@ -28,7 +28,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    pm = make_plugin_manager()
+    pm = args.pm
     out = sys.stdout
     out.write("Plugins (entry-point group 'openid_plugins'):\n")
     for info in plugin_infos(pm):
@@ -66,7 +66,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
     from .relying_party import RelyingParty
 
     settings = _settings(args).updated(association="background", fetcher="none")
-    with RelyingParty(settings=settings) as rp:
+    with RelyingParty(settings=settings, plugin_manager=args.pm) as rp:
         fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=args.concurrency)
         if args.watch:
             stop = threading.Event()
@@ -89,16 +89,19 @@ def cmd_associate(args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from .relying_party import RelyingParty
 
-    with RelyingParty(settings=_settings(args)) as rp:
+    with RelyingParty(settings=_settings(args), plugin_manager=args.pm) as rp:
         removed = rp.store.cleanup()
     sys.stdout.write(f"removed {removed} expired entries\n")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # One plugin manager per run: commands find it as ``args.pm``.
+    pm = make_plugin_manager()
     parser = argparse.ArgumentParser(
         prog="openid-plugins", description="OpenID relying party tools"
     )
+    parser.set_defaults(pm=pm)
     parser.add_argument("-v", "--verbose", action="store_true", help="more output and logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_command(sub)
 
-    make_plugin_manager().hook.openid_cli_commands(subparsers=sub)
+    pm.hook.openid_cli_commands(subparsers=sub)
     return parser
 
 
