@@ -89,7 +89,7 @@ class Associator:
                 log.warning("continuing statelessly with %s: %s", endpoint.server_url, exc)
                 return None
         if association is None or self._renewal_due(association):
-            self.request_background(endpoint)
+            self.request_background(endpoint.server_url, openid2=endpoint.is_openid2)
         return association
 
     def _renewal_due(self, association: Association) -> bool:
@@ -112,9 +112,10 @@ class Associator:
 
     # -- background requests ---------------------------------------------------------------
 
-    def request_background(self, endpoint: Endpoint) -> None:
-        """Queue the endpoint for the fetcher (seed 000), at most once a minute per process."""
-        server_url = endpoint.server_url
+    def request_background(self, server_url: str, *, openid2: bool = True) -> None:
+        """Queue the endpoint for the fetcher (seed 000), at most once a minute per process.
+
+        A 1.x-only OP is recorded, so the fetcher sends it a 1.1 associate request."""
         now = time.monotonic()
         with self._lock:
             if now - self._queued.get(server_url, -REQUEUE_AFTER) < REQUEUE_AFTER:
@@ -122,7 +123,7 @@ class Associator:
             self._queued[server_url] = now
         if not self._may_try(server_url):
             return
-        if not endpoint.is_openid2:
+        if not openid2:
             self.store.cache_set(VERSION, server_url, {"openid2": False}, 30 * 86400.0)
         self._queue().put(server_url)
         self._event("queued", server_url)
@@ -132,15 +133,8 @@ class Associator:
         with self._lock:
             self._queued.pop(server_url, None)
         if self.settings.association == "background":
-            version = self.store.cache_get(VERSION, server_url) or {}
-            self.request_background(
-                Endpoint(
-                    server_url=server_url,
-                    claimed_id=None,
-                    local_id=None,
-                    type_uris=(() if version.get("openid2") is False else _OPENID2_TYPES),
-                )
-            )
+            # The recorded protocol version (if any) stays in the cache for the fetcher.
+            self.request_background(server_url)
 
     # -- making associations ---------------------------------------------------------------
 
@@ -211,5 +205,3 @@ class Associator:
     def _event(self, event: str, server_url: str, **details: Any) -> None:
         self.pm.hook.openid_association_event(event=event, server_url=server_url, details=details)
 
-
-_OPENID2_TYPES = ("http://specs.openid.net/auth/2.0/signon",)
