@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -243,12 +243,10 @@ class RelyingParty:
         Raises ``IncorrectURIError`` for input that cannot be normalized and
         ``IncorrectClaimError`` when discovery finds no usable OP.
         """
-        if realm is not None:
-            parsed_realm = Realm.parse(realm)
-            if not parsed_realm.matches(return_to):
-                raise ConfigurationError(
-                    f"return_to {return_to!r} is not within realm {realm!r} (9.2.1)"
-                )
+        if realm is not None and not _parse_realm(realm).matches(return_to):
+            raise ConfigurationError(
+                f"return_to {return_to!r} is not within realm {realm!r} (9.2.1)"
+            )
         result = self.discover(user_input)
         endpoints = [e for e in result.endpoints if urlsplit(e.server_url).scheme in _SCHEMES]
         if not endpoints:
@@ -633,6 +631,12 @@ def _has_utf8_form(fields: Mapping[str, str]) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+@lru_cache(maxsize=64)
+def _parse_realm(realm: str) -> Realm:
+    """A site has one or a few realms; parsing one on every begin() is wasted work."""
+    return Realm.parse(realm)
 
 
 def _endpoint_matches(endpoint: Endpoint, op_endpoint: str, identity: str) -> bool:
