@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from . import config
 from .demo import add_demo_command
 from .errors import OpenIDError
+from .fetcher import BackgroundFetcher, FetcherStats
 from .manager import make_plugin_manager, plugin_infos
+from .relying_party import RelyingParty
 
 log = logging.getLogger("openid_plugins.cli")
 
@@ -51,7 +53,7 @@ def _progress_printer():
     if not sys.stderr.isatty():
         return None
 
-    def show(done: int, total: int, stats) -> None:  # noqa: ANN001
+    def show(done: int, total: int, stats: FetcherStats) -> None:
         sys.stderr.write(
             f"\r  {done}/{total} endpoints: made {stats.made}, skipped {stats.skipped},"
             f" failed {stats.failed}"
@@ -62,9 +64,6 @@ def _progress_printer():
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
-    from .fetcher import BackgroundFetcher
-    from .relying_party import RelyingParty
-
     settings = _settings(args).updated(association="background", fetcher="none")
     with RelyingParty(settings=settings, plugin_manager=args.pm) as rp:
         fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=args.concurrency)
@@ -87,8 +86,6 @@ def cmd_associate(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from .relying_party import RelyingParty
-
     with RelyingParty(settings=_settings(args), plugin_manager=args.pm) as rp:
         removed = rp.store.cleanup()
     sys.stdout.write(f"removed {removed} expired entries\n")

@@ -14,10 +14,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .associator import Associator
 from .contracts import Queue, QueueItem
 from .errors import AssociationRefusedError, OpenIDError
+
+if TYPE_CHECKING:
+    from .relying_party import RelyingParty
 
 log = logging.getLogger("openid_plugins.fetcher")
 
@@ -155,7 +159,7 @@ class FetcherThread:
         )
 
     @classmethod
-    def for_relying_party(cls, rp) -> FetcherThread:  # noqa: ANN001 - avoids an import cycle
+    def for_relying_party(cls, rp: RelyingParty) -> FetcherThread:
         return cls(BackgroundFetcher(rp.associator, rp.queue, concurrency=4))
 
     def _run(self) -> None:
