@@ -2,6 +2,8 @@
 mode: ``inline`` negotiates during ``begin()``, ``background`` only queues the endpoint for the
 fetcher, ``stateless`` never associates.
 
+It is the one owner of an association's life: making it, the per-process copy logins
+verify with, renewal before expiry, and invalidation when the OP confirms a handle is gone.
 It also remembers what a login must not pay for again: an OP that refuses associations (for
 ``refusal_ttl``; python3-openid retries on every login) and an OP that failed recently
 (exponential, capped back-off), both kept in the shared store so every process knows.
@@ -12,10 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
-
-import pluggy
 
 from .config import Settings
 from .contracts import Association, Clock, Queue, Store
@@ -35,6 +35,13 @@ BACKOFF_FIRST = 30.0
 BACKOFF_MAX = 3600.0
 #: Do not queue the same endpoint again from this process within this many seconds.
 REQUEUE_AFTER = 60.0
+#: How long and how many associations ``for_assertion`` keeps in process.
+ASSOCIATION_CACHE_SECONDS = 60.0
+ASSOCIATION_CACHE_SIZE = 1024
+
+#: Observes the association lifecycle: (event, server_url, details); the relying party
+#: passes the ``openid_association_event`` hook.
+EventSink = Callable[[str, str, Mapping[str, Any]], None]
 
 
 class Associator:
@@ -46,15 +53,15 @@ class Associator:
         fetcher: Fetcher,
         clock: Clock,
         settings: Settings,
-        pm: pluggy.PluginManager,
         *,
         queue: Callable[[], Queue],
+        events: EventSink | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.clock = clock
         self.settings = settings
-        self.pm = pm
+        self._events = events
         self._queue = queue
         #: Renew an association this long before it expires (capped at a quarter of its
         #: lifetime), well before ``association_margin`` makes logins stop using it.
@@ -62,6 +69,7 @@ class Associator:
         self._lock = threading.Lock()
         self._queued: dict[str, float] = {}
         self._expiries: dict[str, float] = {}
+        self._cache: dict[tuple[str, str], tuple[Association, float]] = {}
 
     # -- what a login uses -----------------------------------------------------------------
 
@@ -74,9 +82,11 @@ class Associator:
             return None
         return association
 
-    def association_for_login(self, endpoint: Endpoint) -> Association | None:
-        """The association ``begin()`` should use, per the configured mode."""
-        mode = self.settings.association
+    def association_for_login(
+        self, endpoint: Endpoint, mode: str | None = None
+    ) -> Association | None:
+        """The association ``begin()`` should use, per ``mode`` (default: the configured one)."""
+        mode = mode or self.settings.association
         if mode == "stateless":
             return None
         association = self.usable(endpoint.server_url)
@@ -91,6 +101,38 @@ class Associator:
         if association is None or self._renewal_due(association):
             self.request_background(endpoint.server_url, openid2=endpoint.is_openid2)
         return association
+
+    def for_assertion(self, server_url: str, handle: str) -> Association | None:
+        """The association an assertion names, from a small per-process cache.
+
+        An association never changes once made, so a copy is safe to reuse for a short while;
+        it saves a store round trip per login. Removal by another process is seen within
+        ``ASSOCIATION_CACHE_SECONDS`` (the secret stays valid meanwhile; only the OP's own
+        confirmation invalidates it, and the OP signs nothing new with a handle it dropped).
+        """
+        now = self.clock.now()
+        key = (server_url, handle)
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0] if cached[0].expires > now else None
+        association = self.store.get_association(server_url, handle)
+        if association is not None:
+            with self._lock:
+                if len(self._cache) >= ASSOCIATION_CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = (association, now + ASSOCIATION_CACHE_SECONDS)
+        return association
+
+    def invalidated(self, server_url: str, handle: str) -> None:
+        """The OP confirmed (11.4.2.2) that ``handle`` is gone: forget it everywhere and,
+        in background mode, ask for a new association."""
+        with self._lock:
+            self._cache.pop((server_url, handle), None)
+            self._queued.pop(server_url, None)
+        self.store.remove_association(server_url, handle)
+        if self.settings.association == "background":
+            # The recorded protocol version (if any) stays in the cache for the fetcher.
+            self.request_background(server_url)
 
     def _renewal_due(self, association: Association) -> bool:
         window = min(self.renew_before, association.lifetime / 4)
@@ -127,14 +169,6 @@ class Associator:
             self.store.cache_set(VERSION, server_url, {"openid2": False}, 30 * 86400.0)
         self._queue().put(server_url)
         self._event("queued", server_url)
-
-    def handle_invalidated(self, server_url: str) -> None:
-        """The OP confirmed an association is gone: get a new one."""
-        with self._lock:
-            self._queued.pop(server_url, None)
-        if self.settings.association == "background":
-            # The recorded protocol version (if any) stays in the cache for the fetcher.
-            self.request_background(server_url)
 
     # -- making associations ---------------------------------------------------------------
 
@@ -203,5 +237,6 @@ class Associator:
         return due
 
     def _event(self, event: str, server_url: str, **details: Any) -> None:
-        self.pm.hook.openid_association_event(event=event, server_url=server_url, details=details)
+        if self._events is not None:
+            self._events(event, server_url, details)
 

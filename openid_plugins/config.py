@@ -1,5 +1,7 @@
-"""Settings (keyword arguments, a mapping, or ``OPENID_PLUGINS_*`` environment variables) and
-the resolution of store and queue URLs through the plugin hooks."""
+"""Settings: keyword arguments, a mapping, or ``OPENID_PLUGINS_*`` environment variables.
+
+Store and queue URLs are resolved in ``backends``; its functions are re-exported here, where
+they were first documented."""
 
 from __future__ import annotations
 
@@ -8,47 +10,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pluggy
 
-from .contracts import Clock, Queue, Store, StoreOptions
-from .errors import ConfigurationError, PluginError, UnknownSchemeError
+from .backends import (  # noqa: F401 - re-exported: public names since 0.1
+    file_url_path,
+    open_queue,
+    open_store,
+    queue_schemes,
+    scheme_of,
+    store_schemes,
+)
+from .contracts import Clock, StoreOptions
+from .errors import ConfigurationError, PluginError
+from .protocol.limits import FetchSettings
 
 ENV_PREFIX = "OPENID_PLUGINS_"
 ASSOCIATION_MODES = ("background", "inline", "stateless")
-
-#: Which distribution provides a scheme we do not ship in the core, for error messages.
-SCHEME_PROVIDERS = {
-    "sqlite": "openid-plugins-sql",
-    "postgresql": "openid-plugins-sql",
-    "postgres": "openid-plugins-sql",
-    "mysql": "openid-plugins-sql",
-    "mariadb": "openid-plugins-sql",
-    "memcached": "openid-plugins-memcached",
-    "mongodb": "openid-plugins-mongodb",
-}
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    """Limits for every HTTP request the relying party makes (discovery, associate,
-    check_authentication)."""
-
-    connect_timeout: float = 5.0
-    read_timeout: float = 10.0
-    #: Responses are streamed and cut off past this many bytes.
-    max_bytes: int = 1024 * 1024
-    max_redirects: int = 5
-    #: Wall-clock limit for one fetch, redirects included, so a server that drips bytes
-    #: slowly (each read within ``read_timeout``) still cannot hold a request forever.
-    total_timeout: float = 30.0
-    verify_tls: bool = True
-    #: Refuse private, loopback and link-local addresses (SSRF guard; ruby-openid
-    #: CVE-2019-11027). Off by default so local development works.
-    block_private_addresses: bool = False
-    user_agent: str = "openid-plugins"
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -163,71 +141,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def scheme_of(url: str) -> str:
-    scheme = urlsplit(url).scheme.lower()
-    if not scheme:
-        raise ConfigurationError(f"{url!r} is not a URL; use e.g. file:///var/lib/app/openid")
-    return scheme.split("+", 1)[0]
-
-
-def file_url_path(url: str) -> Path:
-    """The local path of a ``file://`` URL (``file:///abs`` or ``file://~/rel``)."""
-    parts = urlsplit(url)
-    path = (
-        unquote(parts.netloc + parts.path)
-        if parts.netloc not in ("", "localhost")
-        else unquote(parts.path)
-    )
-    if not path:
-        raise ConfigurationError(f"{url!r} names no directory")
-    return Path(path).expanduser()
-
-
 def make_options(settings: Settings, clock: Clock) -> StoreOptions:
     return StoreOptions(clock=clock, nonce_skew=settings.nonce_skew, extra=settings.store_options)
-
-
-def _schemes(pm: pluggy.PluginManager, hook_name: str) -> list[str]:
-    found: set[str] = set()
-    for result in getattr(pm.hook, hook_name)():
-        found.update(s.lower() for s in result or ())
-    return sorted(found)
-
-
-def store_schemes(pm: pluggy.PluginManager) -> list[str]:
-    return _schemes(pm, "openid_store_schemes")
-
-
-def queue_schemes(pm: pluggy.PluginManager) -> list[str]:
-    return _schemes(pm, "openid_queue_schemes")
-
-
-def _open(pm: pluggy.PluginManager, kind: str, url: str, options: StoreOptions) -> Any:
-    """Ask the ``openid_make_<kind>`` hook for a backend; one plugin answers per scheme."""
-    scheme = scheme_of(url)
-    made = getattr(pm.hook, f"openid_make_{kind}")(url=url, options=options)
-    if made is None:
-        installed = _schemes(pm, f"openid_{kind}_schemes")
-        hint = SCHEME_PROVIDERS.get(scheme)
-        advice = f"; install {hint} to use it" if hint else ""
-        raise UnknownSchemeError(
-            f"no installed plugin makes a {kind} for {scheme}:// URLs ({url!r}){advice}. "
-            f"Installed {kind} schemes: {', '.join(installed) or 'none'}"
-        )
-    expected = Store if kind == "store" else Queue
-    if not isinstance(made, expected):
-        raise PluginError(
-            f"the plugin for {scheme}:// returned {type(made)!r}, not a {expected.__name__}"
-        )
-    return made
-
-
-def open_store(pm: pluggy.PluginManager, url: str, options: StoreOptions) -> Store:
-    return _open(pm, "store", url, options)
-
-
-def open_queue(pm: pluggy.PluginManager, url: str, options: StoreOptions) -> Queue:
-    return _open(pm, "queue", url, options)
 
 
 def get_clock(pm: pluggy.PluginManager) -> Clock:

@@ -13,11 +13,11 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from .errors import OpenIDError, StoreError
+from .errors import OpenIDError, PluginError, StoreError
 
 #: Maximum length of an OP endpoint URL we accept anywhere (OpenID 2.0 section 5.2.1 bounds
 #: indirect messages to 2047 bytes; no usable endpoint is longer).
@@ -255,3 +255,36 @@ def check_server_url(server_url: str, error: type[OpenIDError] = StoreError) -> 
             " no OP endpoint is that long"
         )
     return server_url
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A store or queue that a plugin provides, announced by the ``openid_backends`` hook.
+
+    One record says everything the core needs: which URL schemes it serves (for resolution,
+    ``openid-plugins plugins`` and the unknown-scheme message) and how to open one. The core
+    calls ``open`` only with URLs of these schemes, so ``open`` never re-checks the scheme,
+    and it is called only when the backend is used: import a heavy driver inside it, not at
+    the plugin module's top, so that installing a backend costs nothing to sites that do
+    not use it.
+    """
+
+    #: ``"store"`` or ``"queue"``.
+    kind: Literal["store", "queue"]
+    #: Lower-case URL schemes (``"postgresql"``); a ``+driver`` suffix in a URL is ignored
+    #: when matching (``postgresql+psycopg://`` is served by ``"postgresql"``).
+    schemes: tuple[str, ...]
+    #: ``open(url, options)`` returns a ``Store`` (or ``Queue``) for ``url``.
+    open: Callable[[str, StoreOptions], Store | Queue] = field(repr=False)
+    #: False when other processes cannot see this backend's state (``memory://``): commands
+    #: that hand work to another process refuse it.
+    shared: bool = True
+    #: One line for ``openid-plugins plugins -v``.
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("store", "queue"):
+            raise PluginError(f"Backend.kind must be 'store' or 'queue', not {self.kind!r}")
+        if isinstance(self.schemes, str) or not self.schemes:
+            raise PluginError("Backend.schemes must be a non-empty tuple of scheme names")
+        object.__setattr__(self, "schemes", tuple(s.lower() for s in self.schemes))

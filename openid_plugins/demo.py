@@ -60,32 +60,6 @@ class DemoError(OpenIDError):
     """A step of the demo did not behave as the library promises; the message says which."""
 
 
-def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``openid-plugins demo``."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="sign in end to end against a local development OP (file store, file queue)",
-        description=(
-            "Start a development OpenID provider and a small relying-party site on 127.0.0.1,"
-            " sign in twice as a browser would, and show what happened at each step."
-            " Always uses the embedded file store and file queue."
-        ),
-    )
-    parser.add_argument(
-        "--data-dir",
-        help="keep the store and queue in this directory (default: a new temporary one)",
-    )
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="afterwards keep the OP and the site running for a browser, until Ctrl-C",
-    )
-    parser.add_argument(
-        "--port", type=int, default=0, help="port of the demo site (default: any free port)"
-    )
-    parser.set_defaults(func=run_demo)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """The ``demo`` command: 0 when every step behaved as expected, 1 otherwise."""
     say = _Printer()

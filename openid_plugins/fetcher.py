@@ -14,14 +14,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .associator import Associator
 from .contracts import Queue, QueueItem
 from .errors import AssociationRefusedError, OpenIDError
-
-if TYPE_CHECKING:
-    from .relying_party import RelyingParty
 
 log = logging.getLogger("openid_plugins.fetcher")
 
@@ -147,6 +144,15 @@ class BackgroundFetcher:
             total.timings.update(stats.timings)
 
 
+class _HasAssociator(Protocol):
+    """What ``FetcherThread.for_relying_party`` needs of a ``RelyingParty``."""
+
+    associator: Associator
+
+    @property
+    def queue(self) -> Queue: ...
+
+
 class FetcherThread:
     """The fetcher inside a single-process site, stopped cleanly at exit."""
 
@@ -159,7 +165,7 @@ class FetcherThread:
         )
 
     @classmethod
-    def for_relying_party(cls, rp: RelyingParty) -> FetcherThread:
+    def for_relying_party(cls, rp: _HasAssociator) -> FetcherThread:
         return cls(BackgroundFetcher(rp.associator, rp.queue, concurrency=4))
 
     def _run(self) -> None:

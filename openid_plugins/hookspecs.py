@@ -2,8 +2,10 @@
 
 A plugin is any module or object with functions marked ``@hookimpl`` whose names match
 these. Built-in plugins (the memory and file backends, the system clock, SREG/AX/PAPE, the
-fetch policy) are registered through the same ``openid_plugins`` entry-point group as
-third-party ones; read them as examples.
+``openid-plugins`` commands) are ordinary plugins on these hooks, registered by import
+(``manager.DEFAULT_PLUGINS``); third-party ones arrive through the ``openid_plugins``
+entry-point group. Read the built-ins as examples. A ``@hookimpl`` whose name matches no
+spec here is an error when the plugin is loaded, not a silently ignored typo.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .config import FetchSettings
-    from .contracts import Clock, Queue, Store, StoreOptions
+    from .contracts import Backend, Clock, Queue, Store, StoreOptions
     from .extensions.base import ExtensionArgs, ExtensionRequest, ExtensionResponse
     from .protocol.endpoint import Endpoint
 
@@ -25,41 +27,54 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-# -- stores --------------------------------------------------------------------------------
+# -- stores and queues --------------------------------------------------------------------
 
 
 @hookspec
+def openid_backends() -> Iterable[Backend]:
+    """The stores and queues this plugin provides, one ``Backend`` record each.
+
+    ``Backend(kind="store", schemes=("kv",), open=open_kv_store)``: the core resolves a URL
+    by its scheme and calls ``open(url, options)``; the result must pass
+    ``openid_plugins.testing.contract.StoreContract`` (``QueueContract`` for queues). Opening
+    must be cheap enough to do once per process; connect on first use if need be. When two
+    plugins serve one scheme, the one pluggy calls first wins (registered later, or
+    ``tryfirst``), so a plugin can replace a built-in backend.
+    """
+
+
+_OLD_BACKEND_HOOK = (
+    "{} is deprecated and will be removed in openid-plugins 0.3: return"
+    " openid_plugins.contracts.Backend records from the openid_backends hook instead"
+)
+
+
+@hookspec(warn_on_impl=DeprecationWarning(_OLD_BACKEND_HOOK.format("openid_store_schemes")))
 def openid_store_schemes() -> Iterable[str]:
-    """URL schemes (``"file"``, ``"postgresql"`` ...) whose stores this plugin makes.
-
-    Used to list what is installed and to word the error for an unknown scheme.
-    """
+    """Deprecated (use ``openid_backends``): URL schemes whose stores this plugin makes."""
 
 
-@hookspec(firstresult=True)
+@hookspec(
+    firstresult=True,
+    warn_on_impl=DeprecationWarning(_OLD_BACKEND_HOOK.format("openid_make_store")),
+)
 def openid_make_store(url: str, options: StoreOptions) -> Store | None:
-    """Make a ``Store`` for ``url``, or return None when the scheme is not this plugin's.
-
-    The store must pass ``openid_plugins.testing.contract.StoreContract``. Opening must be
-    cheap and lazy enough to call once per process; connect on first use if need be.
-    """
+    """Deprecated (use ``openid_backends``): a ``Store`` for ``url``, or None when the
+    scheme is not this plugin's. Still consulted after the ``openid_backends`` records."""
 
 
-# -- queues --------------------------------------------------------------------------------
-
-
-@hookspec
+@hookspec(warn_on_impl=DeprecationWarning(_OLD_BACKEND_HOOK.format("openid_queue_schemes")))
 def openid_queue_schemes() -> Iterable[str]:
-    """URL schemes whose queues this plugin makes."""
+    """Deprecated (use ``openid_backends``): URL schemes whose queues this plugin makes."""
 
 
-@hookspec(firstresult=True)
+@hookspec(
+    firstresult=True,
+    warn_on_impl=DeprecationWarning(_OLD_BACKEND_HOOK.format("openid_make_queue")),
+)
 def openid_make_queue(url: str, options: StoreOptions) -> Queue | None:
-    """Make a ``Queue`` for ``url``, or None when the scheme is not this plugin's.
-
-    The queue must pass ``openid_plugins.testing.contract.QueueContract``; override
-    ``Queue.wait`` when the backend can block until an item arrives.
-    """
+    """Deprecated (use ``openid_backends``): a ``Queue`` for ``url``, or None when the
+    scheme is not this plugin's. Still consulted after the ``openid_backends`` records."""
 
 
 # -- time ----------------------------------------------------------------------------------

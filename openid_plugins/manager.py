@@ -1,8 +1,14 @@
-"""Builds the pluggy ``PluginManager``: entry-point plugins (built-ins included), plugins
-passed in code, and the block list."""
+"""Builds the pluggy ``PluginManager``: the built-in plugins (registered by import, so they
+work without package metadata: a source checkout on ``PYTHONPATH``, a zipapp), third-party
+plugins from entry points, plugins passed in code, and the block list.
+
+The manager guards itself: a ``@hookimpl`` whose name matches no hook spec (a typo such as
+``openid_stor_schemes``) is a ``PluginError`` naming it, and essential plugins cannot be
+blocked (a block naming one is ignored, with a warning)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Iterable
@@ -20,6 +26,29 @@ log = logging.getLogger("openid_plugins.manager")
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 #: Comma-separated plugin names that are not loaded (like pytest's ``-p no:NAME``).
 BLOCK_ENV = "OPENID_PLUGINS_BLOCK"
+
+#: The built-in plugins: name -> module, registered by import like datasette's
+#: ``DEFAULT_PLUGINS``. Each may be blocked by name, as entry-point plugins can.
+DEFAULT_PLUGINS = {
+    "clock": "openid_plugins.clock",
+    "memory_store": "openid_plugins.stores.memory",
+    "file_store": "openid_plugins.stores.file",
+    "memory_queue": "openid_plugins.queues.memory",
+    "file_queue": "openid_plugins.queues.file",
+    "sreg": "openid_plugins.extensions.sreg",
+    "ax": "openid_plugins.extensions.ax",
+    "pape": "openid_plugins.extensions.pape",
+    "commands": "openid_plugins.commands",
+}
+
+#: Names that cannot be blocked (pytest's "cannot be disabled"), with what to do instead.
+#: ``fetch_policy`` was the SSRF guard's plugin name; the guard is now in the core.
+ESSENTIAL = {
+    "clock": "every expiry and nonce check reads it; a plugin returning a clock from"
+    " openid_clock replaces it instead",
+    "fetch_policy": "the private-address guard is part of the core; set"
+    " fetch_block_private_addresses=false to turn it off (local development only)",
+}
 
 
 @dataclass(frozen=True)
@@ -50,19 +79,50 @@ def make_plugin_manager(
     block: Iterable[str] = (),
     load_entrypoints: bool = True,
 ) -> PluginManager:
-    """A manager with every hook spec, the installed entry-point plugins and ``plugins``.
+    """A manager with every hook spec, the built-ins, the installed entry-point plugins and
+    ``plugins``.
 
-    Blocked names (``block`` plus ``$OPENID_PLUGINS_BLOCK``) are never imported.
+    Blocked names (``block`` plus ``$OPENID_PLUGINS_BLOCK``) are never imported; an
+    essential name there is ignored with a warning. Raises ``PluginError`` for a plugin that
+    fails to import and for a hook implementation that matches no spec.
     """
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for name in set(block) | blocked_from_env():
+        if name in ESSENTIAL:
+            log.warning("ignoring the block of %r, which cannot be blocked: %s", name, ESSENTIAL[name])
+            continue
         pm.set_blocked(name)
+    for name, module in DEFAULT_PLUGINS.items():
+        if not pm.is_blocked(name):
+            register(pm, importlib.import_module(module), name)
     if load_entrypoints:
         _load_entrypoints(pm)
     for plugin in plugins:
-        pm.register(plugin)
+        register(pm, plugin)
+    check_pending(pm)
     return pm
+
+
+def register(pm: pluggy.PluginManager, plugin: object, name: str | None = None) -> None:
+    """``pm.register`` with pluggy's validation errors (a hook with arguments its spec does
+    not have) turned into a ``PluginError``."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name or plugin!r} is invalid: {exc}") from exc
+
+
+def check_pending(pm: pluggy.PluginManager) -> None:
+    """Refuse hook implementations that match no spec: a misspelt hook would otherwise be
+    silently never called (tox and devpi call pluggy's ``check_pending`` for the same)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"{exc}; check the hook's name against openid_plugins.hookspecs (or mark a"
+            " hook of your own with hookimpl(optionalhook=True))"
+        ) from exc
 
 
 def _load_entrypoints(pm: PluginManager) -> None:
@@ -79,7 +139,7 @@ def _load_entrypoints(pm: PluginManager) -> None:
                 f"plugin {ep.name!r} (from {dist}) failed to import: {exc}; fix or uninstall it,"
                 f" or block it with {BLOCK_ENV}={ep.name}"
             ) from exc
-        pm.register(plugin, name=ep.name)
+        register(pm, plugin, ep.name)
         if ep.dist is not None:
             pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
         log.debug("loaded plugin %s from %s", ep.name, ep.value)

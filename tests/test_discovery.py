@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from httpserver import LocalHTTPServer
 
-from openid_plugins.config import FetchSettings, Settings
+from openid_plugins.config import FetchSettings
 from openid_plugins.errors import (
     FetchError,
     FetchRefusedError,
@@ -21,7 +21,6 @@ from openid_plugins.errors import (
     XRIError,
 )
 from openid_plugins.hookspecs import hookimpl
-from openid_plugins.manager import make_plugin_manager
 from openid_plugins.protocol.discovery import DiscoveryResult, discover, usable_endpoint_url
 from openid_plugins.protocol.endpoint import (
     OPENID_1_1_TYPE,
@@ -31,6 +30,7 @@ from openid_plugins.protocol.endpoint import (
     Endpoint,
 )
 from openid_plugins.protocol.fetch import Fetcher
+from openid_plugins.relying_party import RelyingParty
 
 DATA = Path(__file__).parent / "data"
 SPEC = json.loads((DATA / "derived/test_discover.expectations.json").read_text())
@@ -111,7 +111,7 @@ def test_xri_vectors_are_out_of_scope(case, fetcher):
     """No XRI resolver is built in (OpenID 2.0 made XRI optional; the public proxy is
     gone): without a plugin an XRI is refused with XRIError. Documented skip."""
     with pytest.raises(XRIError, match="no installed plugin resolves XRIs"):
-        discover(case["input"], fetcher, pm=make_plugin_manager())
+        discover(case["input"], fetcher)
     pytest.skip("XRI resolution needs a resolver plugin (documented skip)")
 
 
@@ -285,18 +285,17 @@ def test_xri_goes_to_the_resolver_hook(fetcher):
     user = Endpoint("https://op/1", "xri://=!1000", None, (OPENID_1_1_TYPE,), True)
     user2 = Endpoint("https://op/2", "xri://=!1000", None, (OPENID_2_0_TYPE,), True)
     resolver = FakeResolver([user, user2])
-    pm = make_plugin_manager([resolver])
-    result = discover(
-        "=example", fetcher, pm=pm, settings=Settings(fetch=FetchSettings(max_bytes=7))
-    )
+    with RelyingParty(store="memory://", plugins=[resolver], fetch_max_bytes=7) as rp:
+        result = rp.discover("=example")
     assert result == DiscoveryResult(claimed_id="xri://=!1000", endpoints=[user2, user])
     assert resolver.calls == [("=example", 7)]
 
 
 def test_xri_resolving_to_nothing_is_an_incorrect_claim(fetcher):
-    pm = make_plugin_manager([FakeResolver([])])
-    with pytest.raises(IncorrectClaimError, match="no OpenID service"):
-        discover("@org", fetcher, pm=pm)
+    with RelyingParty(store="memory://", plugins=[FakeResolver([])]) as rp, pytest.raises(
+        IncorrectClaimError, match="no OpenID service"
+    ):
+        rp.discover("@org")
 
 
 def test_xri_without_a_resolver_is_refused(fetcher):
@@ -428,8 +427,7 @@ def test_ssrf_guard_applies_to_xrds_locations_and_falls_back(server):
 
 def test_private_identifier_is_refused_by_the_built_in_guard(server):
     url = server.route("/", 200, {"Content-Type": "text/html"}, b"")
-    pm = make_plugin_manager()
-    guarded = Fetcher(FetchSettings(block_private_addresses=True), pm)
+    guarded = Fetcher(FetchSettings(block_private_addresses=True))
     with guarded, pytest.raises(FetchRefusedError, match="loopback"):
-        discover(url, guarded, pm=pm)
+        discover(url, guarded)
     assert server.requests == []

@@ -20,9 +20,9 @@ from openid_plugins.errors import (
     ResponseTooLargeError,
 )
 from openid_plugins.hookspecs import hookimpl
-from openid_plugins.manager import make_plugin_manager
-from openid_plugins.protocol import fetch_policy
+from openid_plugins.protocol import ssrf
 from openid_plugins.protocol.fetch import Fetcher, redact
+from openid_plugins.relying_party import RelyingParty
 
 FAST = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)
 
@@ -344,26 +344,25 @@ def test_credentials_in_urls_are_redacted():
     ],
 )
 def test_non_public_addresses_are_recognised(address):
-    assert fetch_policy.non_public_reason(address) is not None
+    assert ssrf.non_public_reason(address) is not None
 
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2001:4860:4860::8888"])
 def test_public_addresses_pass(address):
-    assert fetch_policy.non_public_reason(address) is None
+    assert ssrf.non_public_reason(address) is None
 
 
 def test_every_resolved_address_must_be_public():
-    fetch_policy.check_addresses("http://ok/", ["8.8.8.8", "2001:4860:4860::8888"])
+    ssrf.check_addresses("http://ok/", ["8.8.8.8", "2001:4860:4860::8888"])
     with pytest.raises(FetchRefusedError, match="10.0.0.1"):
-        fetch_policy.check_addresses("http://mixed/", ["8.8.8.8", "10.0.0.1"])
+        ssrf.check_addresses("http://mixed/", ["8.8.8.8", "10.0.0.1"])
     with pytest.raises(FetchRefusedError, match="no address"):
-        fetch_policy.check_addresses("http://none/", [])
+        ssrf.check_addresses("http://none/", [])
 
 
 def test_guard_is_off_by_default(server):
-    pm = make_plugin_manager()
     url = server.route("/local", 200, {}, b"dev")
-    with Fetcher(FetchSettings(), pm) as fetcher:
+    with Fetcher(FetchSettings()) as fetcher:
         assert fetcher.get(url).body == b"dev"
 
 
@@ -371,10 +370,9 @@ def test_guard_is_off_by_default(server):
     "host", ["127.0.0.1", "localhost", "2130706433", "0x7f.1", "[::ffff:127.0.0.1]"]
 )
 def test_guard_refuses_loopback_in_any_spelling_before_connecting(server, host):
-    pm = make_plugin_manager()
     server.route("/x", 200, {}, b"internal")
     settings = FetchSettings(block_private_addresses=True)
-    with Fetcher(settings, pm) as fetcher, pytest.raises(FetchRefusedError, match="refusing"):
+    with Fetcher(settings) as fetcher, pytest.raises(FetchRefusedError, match="refusing"):
         fetcher.get(f"http://{host}:{server.port}/x")
     assert server.requests == []
 
@@ -399,11 +397,10 @@ def test_plugins_see_every_url_through_the_hook(server):
             self.calls.append((url, tuple(addresses), settings.max_bytes))
 
     recorder = Recorder()
-    pm = make_plugin_manager([recorder])
     server.redirect("/start", "/end")
     server.route("/end", 200, {}, b"")
-    with Fetcher(FetchSettings(max_bytes=1234), pm) as fetcher:
-        fetcher.get(server.url("/start"))
+    with RelyingParty(store="memory://", plugins=[recorder], fetch_max_bytes=1234) as rp:
+        rp.fetcher.get(server.url("/start"))
     assert recorder.calls == [
         (server.url("/start"), ("127.0.0.1",), 1234),
         (server.url("/end"), ("127.0.0.1",), 1234),
@@ -420,7 +417,24 @@ def test_a_broken_policy_is_a_plugin_error(server):
     assert server.requests == []
 
 
-def test_callable_policy_allowing_everything_is_honoured(server):
+def test_a_policy_allowing_everything_cannot_switch_the_guard_off(server):
+    """The guard runs before the policy, never instead of it."""
     url = server.route("/x", 200, {}, b"ok")
-    with Fetcher(FetchSettings(block_private_addresses=True), allow_all) as fetcher:
-        assert fetcher.get(url).body == b"ok"
+    guarded = Fetcher(FetchSettings(block_private_addresses=True), allow_all)
+    with guarded, pytest.raises(FetchRefusedError, match="loopback"):
+        guarded.get(url)
+    assert server.requests == []
+
+
+def test_a_plugin_allowing_everything_cannot_switch_the_guard_off(server):
+    class AllowAll:
+        @hookimpl(tryfirst=True)
+        def openid_check_fetch_url(self, url, addresses, settings):
+            return None
+
+    url = server.route("/x", 200, {}, b"ok")
+    with RelyingParty(
+        store="memory://", plugins=[AllowAll()], fetch_block_private_addresses=True
+    ) as rp, pytest.raises(FetchRefusedError, match="loopback"):
+        rp.fetcher.get(url)
+    assert server.requests == []

@@ -1,4 +1,4 @@
-"""The plugin engine: built-ins arrive through entry points, a third-party distribution
+"""The plugin engine: built-ins are registered by import, a third-party distribution
 installed with pip is picked up (schemes and hooks), and blocking by name works."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ BUILTINS = {
     "file_store",
     "memory_queue",
     "file_queue",
-    "fetch_policy",
+    "commands",
     "sreg",
     "ax",
     "pape",
@@ -46,20 +46,18 @@ throwaway = "throwaway_store"
 
 PLUGIN_MODULE = """
 from openid_plugins import hookimpl
+from openid_plugins.contracts import Backend
 from openid_plugins.stores.memory import MemoryStore
 
 CALLS = []
 
-@hookimpl
-def openid_store_schemes():
-    return ["throwaway"]
+def open_store(url, options):
+    CALLS.append(url)
+    return MemoryStore(options)
 
 @hookimpl
-def openid_make_store(url, options):
-    if url.startswith("throwaway:"):
-        CALLS.append(url)
-        return MemoryStore(options)
-    return None
+def openid_backends():
+    return [Backend(kind="store", schemes=("throwaway",), open=open_store)]
 """
 
 PROBE = """
@@ -80,12 +78,12 @@ print(json.dumps(out))
 """
 
 
-def test_builtins_are_entry_point_plugins():
-    pm = make_plugin_manager()
+def test_builtins_are_registered_by_import():
+    pm = make_plugin_manager(load_entrypoints=False)
     infos = {info.name: info for info in plugin_infos(pm)}
-    assert set(infos) >= BUILTINS
-    assert infos["file_store"].distribution == "openid-plugins"
-    assert "openid_make_store" in infos["file_store"].hooks
+    assert set(infos) == BUILTINS
+    assert infos["file_store"].distribution is None
+    assert "openid_backends" in infos["file_store"].hooks
     assert {"memory", "file"} <= set(store_schemes(pm))
 
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, IncompleteAnswerError
 from ..hookspecs import hookimpl
-from .base import ExtensionArgs, ExtensionRequest, ExtensionResponse
-from .sreg import was_requested
+from .axschema import SCHEMA
+from .base import ExtensionArgs, ExtensionRequest, ExtensionResponse, was_requested
 
 log = logging.getLogger("openid_plugins.extensions.ax")
 
@@ -33,21 +33,6 @@ UNLIMITED = "unlimited"
 
 #: axschema.org attribute types (the URIs Google and Yahoo served) by short name. The short
 #: names double as the attribute aliases in requests.
-SCHEMA: Mapping[str, str] = MappingProxyType(
-    {
-        "email": "http://axschema.org/contact/email",
-        "first": "http://axschema.org/namePerson/first",
-        "last": "http://axschema.org/namePerson/last",
-        "fullname": "http://axschema.org/namePerson",
-        "nickname": "http://axschema.org/namePerson/friendly",
-        "country": "http://axschema.org/contact/country/home",
-        "language": "http://axschema.org/pref/language",
-        "timezone": "http://axschema.org/pref/timezone",
-        "dob": "http://axschema.org/birthDate",
-        "gender": "http://axschema.org/person/gender",
-        "postcode": "http://axschema.org/contact/postalCode/home",
-    }
-)
 _SHORT_NAMES = {uri: name for name, uri in SCHEMA.items()}
 
 SESSION_FETCH = "ax"
@@ -388,12 +373,19 @@ def parse_response(response: ExtensionResponse) -> AXResult | AXStoreResponse | 
 
 
 def requested_ax(extensions: Iterable[object]) -> AX | None:
-    """Every fetch wish among a login's extension objects, merged into one. Objects with an
-    ``as_ax()`` method (``mapping.Attributes``) contribute too."""
+    """Every fetch wish among a login's extension objects, merged into one.
+
+    Objects that ask through both SREG and AX (``mapping.Attributes``) contribute too: one
+    with an ``ax_types()`` method returning ``(required, optional)`` type URIs, or an
+    ``as_ax()`` method returning an ``AX`` (or None).
+    """
     merged: AX | None = None
     for ext in extensions:
         if isinstance(ext, AX):
             wish: AX | None = ext
+        elif callable(getattr(ext, "ax_types", None)):
+            required, optional = ext.ax_types()
+            wish = AX(required=required, optional=optional)
         elif callable(getattr(ext, "as_ax", None)):
             wish = ext.as_ax()
         else:

@@ -69,3 +69,11 @@ class ExtensionResponse:
             else:
                 log.debug("unsigned extension argument openid.%s dropped", key)
         return result
+
+
+def was_requested(response: ExtensionResponse, kind: str) -> bool:
+    """Whether ``begin()`` recorded a request of this kind (``to_session()["extension"]``)."""
+    return any(
+        isinstance(entry, Mapping) and entry.get("extension") == kind
+        for entry in response.requested
+    )

@@ -2,10 +2,11 @@
 
 ``Attributes(required=["email"], optional=["nickname", "fullname"])`` takes the SREG field
 names. In ``begin(extensions=[...])`` it asks through both SREG and AX: the SREG and AX
-plugins merge it with any explicit ``SReg``/``AX`` (its ``as_sreg()``/``as_ax()``), so each
-namespace is sent once. The merged answer, ``result.extensions["attributes"]`` = ``{"email":
-..., "fullname": ...}``, comes from this module's response hook, which is not an entry
-point: a site opts in with ``RelyingParty(..., plugins=[openid_plugins.extensions.mapping])``.
+plugins merge it with any explicit ``SReg``/``AX`` (its ``sreg_fields()``/``ax_types()``), so
+each namespace is sent once. The merged answer, ``result.extensions["attributes"]`` =
+``{"email": ..., "fullname": ...}``, comes from this module's response hook, a wrapper that
+reads what the SREG and AX plugins parsed (it imports neither). It is not a default plugin:
+a site opts in with ``RelyingParty(..., plugins=[openid_plugins.extensions.mapping])``.
 
 Merging: a signed SREG value wins over AX (SREG has one value per field with a defined
 format); otherwise the first AX value; a missing full name is built from AX first + last
@@ -15,28 +16,28 @@ names (Google sent only those).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ConfigurationError
 from ..hookspecs import hookimpl
-from . import ax, sreg
-from .base import ExtensionResponse
+from .axschema import SCHEMA
+from .base import ExtensionResponse, was_requested
 
 log = logging.getLogger("openid_plugins.extensions.mapping")
 
 #: SREG field -> the axschema.org type carrying the same data in the same format.
 SREG_TO_AX = {
-    "nickname": ax.SCHEMA["nickname"],
-    "email": ax.SCHEMA["email"],
-    "fullname": ax.SCHEMA["fullname"],
-    "dob": ax.SCHEMA["dob"],
-    "gender": ax.SCHEMA["gender"],
-    "postcode": ax.SCHEMA["postcode"],
-    "country": ax.SCHEMA["country"],
-    "language": ax.SCHEMA["language"],
-    "timezone": ax.SCHEMA["timezone"],
+    "nickname": SCHEMA["nickname"],
+    "email": SCHEMA["email"],
+    "fullname": SCHEMA["fullname"],
+    "dob": SCHEMA["dob"],
+    "gender": SCHEMA["gender"],
+    "postcode": SCHEMA["postcode"],
+    "country": SCHEMA["country"],
+    "language": SCHEMA["language"],
+    "timezone": SCHEMA["timezone"],
 }
 
 SESSION_KIND = "attributes"
@@ -76,16 +77,17 @@ class Attributes:
     def fields(self) -> tuple[str, ...]:
         return (*self.required, *self.optional)
 
-    def as_sreg(self) -> sreg.SReg:
-        return sreg.SReg(required=self.required, optional=self.optional)
+    def sreg_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(required, optional) SREG field names, for the SREG plugin."""
+        return tuple(self.required), tuple(self.optional)
 
-    def as_ax(self) -> ax.AX:
-        """The AX equivalent; a full name also asks (optionally) for first and last names,
-        which OPs without ``namePerson`` send instead."""
+    def ax_types(self) -> tuple[list[str], list[str]]:
+        """(required, optional) AX type URIs, for the AX plugin; a full name also asks
+        (optionally) for first and last names, which OPs without ``namePerson`` send."""
         optional = [SREG_TO_AX[n] for n in self.optional]
         if "fullname" in self.fields:
-            optional += [ax.SCHEMA["first"], ax.SCHEMA["last"]]
-        return ax.AX(required=[SREG_TO_AX[n] for n in self.required], optional=optional)
+            optional += [SCHEMA["first"], SCHEMA["last"]]
+        return [SREG_TO_AX[n] for n in self.required], optional
 
     def to_session(self) -> dict[str, Any]:
         return {
@@ -95,24 +97,41 @@ class Attributes:
         }
 
 
+class _Values(Protocol):
+    """What the AX plugin's parsed answer offers (``ax.AXResult``)."""
+
+    def first(self, type_uri: str) -> str | None: ...
+
+
+class _NoValues:
+    def first(self, type_uri: str) -> str | None:
+        return None
+
+
 def merge(
-    fields: Iterable[str], sreg_values: Mapping[str, str], ax_values: ax.AXResult
+    fields: Iterable[str], sreg_values: Mapping[str, str], ax_values: _Values
 ) -> dict[str, str]:
     """The asked-for fields found in either answer (SREG first, then AX)."""
     merged: dict[str, str] = {}
     for name in fields:
         value = sreg_values.get(name) or ax_values.first(SREG_TO_AX[name])
         if not value and name == "fullname":
-            parts = (ax_values.first(ax.SCHEMA["first"]), ax_values.first(ax.SCHEMA["last"]))
+            parts = (ax_values.first(SCHEMA["first"]), ax_values.first(SCHEMA["last"]))
             value = " ".join(p for p in parts if p)
         if value:
             merged[name] = value
     return merged
 
 
-@hookimpl
-def openid_extension_response(response: ExtensionResponse) -> dict[str, Any] | None:
-    """``{"attributes": {field: value}}`` when ``Attributes`` was asked for."""
+@hookimpl(wrapper=True)
+def openid_extension_response(
+    response: ExtensionResponse,
+) -> Generator[None, list[Mapping[str, Any] | None], list[Mapping[str, Any] | None]]:
+    """Adds ``{"attributes": {field: value}}`` to the other plugins' answers when
+    ``Attributes`` was asked for, from the SREG and AX values they parsed."""
+    results = yield
+    if not was_requested(response, SESSION_KIND):
+        return results
     fields: list[str] = []
     for entry in response.requested:
         if isinstance(entry, Mapping) and entry.get("extension") == SESSION_KIND:
@@ -120,9 +139,14 @@ def openid_extension_response(response: ExtensionResponse) -> dict[str, Any] | N
                 if name in SREG_TO_AX and name not in fields:
                     fields.append(name)
     if not fields:
-        return None
-    sreg_values = sreg.parse_response(response) or {}
-    ax_values = ax.parse_response(response)
-    if not isinstance(ax_values, ax.AXResult):
-        ax_values = ax.AXResult()
-    return {"attributes": merge(fields, sreg_values, ax_values)}
+        return results
+    sreg_values: Mapping[str, str] = {}
+    ax_values: _Values = _NoValues()
+    for part in results:
+        if not part:
+            continue
+        if isinstance(part.get("sreg"), Mapping):
+            sreg_values = part["sreg"]
+        if callable(getattr(part.get("ax"), "first", None)):
+            ax_values = part["ax"]
+    return [*results, {"attributes": merge(fields, sreg_values, ax_values)}]

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from ..hookspecs import hookimpl
-from .base import ExtensionArgs, ExtensionRequest, ExtensionResponse
+from .base import ExtensionArgs, ExtensionRequest, ExtensionResponse, was_requested
 
 log = logging.getLogger("openid_plugins.extensions.sreg")
 
@@ -134,14 +134,19 @@ class SReg:
 def requested_sreg(extensions: Iterable[object]) -> SReg | None:
     """Every SREG wish among a login's extension objects, merged into one.
 
-    Besides ``SReg`` objects, any object with an ``as_sreg()`` method returning an ``SReg``
-    (or None) contributes, so a combined request (``mapping.Attributes``) and an explicit
-    ``SReg`` end up in a single ``openid.sreg.required`` instead of overwriting each other.
+    Besides ``SReg`` objects, objects that ask through both SREG and AX contribute: one with
+    an ``sreg_fields()`` method returning ``(required, optional)`` field names
+    (``mapping.Attributes``), or an ``as_sreg()`` method returning an ``SReg`` (or None). So
+    a combined request and an explicit ``SReg`` end up in a single ``openid.sreg.required``
+    instead of overwriting each other.
     """
     merged: SReg | None = None
     for ext in extensions:
         if isinstance(ext, SReg):
             wish: SReg | None = ext
+        elif callable(getattr(ext, "sreg_fields", None)):
+            required, optional = ext.sreg_fields()
+            wish = SReg(required=required, optional=optional)
         elif callable(getattr(ext, "as_sreg", None)):
             wish = ext.as_sreg()
         else:
@@ -172,14 +177,6 @@ def parse_response(response: ExtensionResponse) -> dict[str, str] | None:
         else:
             log.debug("signed openid.sreg.%s is not an SREG field: ignored", key)
     return values
-
-
-def was_requested(response: ExtensionResponse, kind: str) -> bool:
-    """Whether ``begin()`` recorded a request of this kind (``to_session()["extension"]``)."""
-    return any(
-        isinstance(entry, Mapping) and entry.get("extension") == kind
-        for entry in response.requested
-    )
 
 
 @hookimpl

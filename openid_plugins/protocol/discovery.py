@@ -1,7 +1,8 @@
 """OpenID discovery (OpenID 2.0 section 7.3): from a normalized identifier to the OP
 endpoints that may vouch for it.
 
-1. An XRI goes to the ``openid_resolve_xri`` hook (none is built in).
+1. An XRI goes to the resolver the caller passes (the relying party passes the
+   ``openid_resolve_xri`` hook; none is built in).
 2. A URL goes through Yadis (``yadis``). If that yields an XRDS with OpenID services, OP
    Identifier services win over Claimed Identifier services (7.3.2.2), and among the
    latter OpenID 2.0 is preferred to 1.1 to 1.0 (7.3.2.4), XRDS priority breaking ties.
@@ -16,12 +17,9 @@ name anything, and the RP must not be steered to ``file:`` or ``javascript:`` UR
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import pluggy
-
-from ..config import FetchSettings, Settings
 from ..contracts import MAX_SERVER_URL_BYTES
 from ..errors import (
     IncorrectClaimError,
@@ -217,17 +215,13 @@ def _from_yadis(url: str, yadis: YadisResult, fetcher: Fetcher) -> DiscoveryResu
     return _html_discovery(url, fetcher, reasons)
 
 
-def _fetch_settings(settings: Settings | FetchSettings | None, fetcher: Fetcher) -> FetchSettings:
-    if isinstance(settings, Settings):
-        return settings.fetch
-    return settings or fetcher.settings
+#: Resolves an XRI to its OpenID endpoints, or None when it cannot (no resolver installed).
+XRIResolver = Callable[[str], "list[Endpoint] | None"]
 
 
-def discover_xri(
-    xri: str, pm: pluggy.PluginManager | None, settings: FetchSettings
-) -> DiscoveryResult:
-    """Resolve an XRI through the ``openid_resolve_xri`` hook (7.3 step 1)."""
-    endpoints = pm.hook.openid_resolve_xri(xri=xri, settings=settings) if pm else None
+def discover_xri(xri: str, resolve_xri: XRIResolver | None) -> DiscoveryResult:
+    """Resolve an XRI with ``resolve_xri`` (7.3 step 1)."""
+    endpoints = resolve_xri(xri) if resolve_xri is not None else None
     if endpoints is None:
         raise XRIError(
             f"{xri!r} is an XRI and no installed plugin resolves XRIs; use an http(s) identifier"
@@ -243,8 +237,7 @@ def discover(
     identifier: str,
     fetcher: Fetcher,
     *,
-    pm: pluggy.PluginManager | None = None,
-    settings: Settings | FetchSettings | None = None,
+    resolve_xri: XRIResolver | None = None,
 ) -> DiscoveryResult:
     """Discover the OP endpoints of a normalized identifier (``urinorm``) or an XRI.
 
@@ -253,8 +246,7 @@ def discover(
     ``FetchError`` subclasses when the identifier cannot be fetched within limits.
     """
     if is_xri(identifier):
-        fetch_settings = _fetch_settings(settings, fetcher)
-        return discover_xri(identifier.strip(), pm or fetcher.pm, fetch_settings)
+        return discover_xri(identifier.strip(), resolve_xri)
     url = identifier.partition("#")[0]
     if not is_http_url(url):
         raise IncorrectURIError(

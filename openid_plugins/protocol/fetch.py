@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import pluggy
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
@@ -33,7 +32,6 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.connection import create_connection
 
-from ..config import FetchSettings
 from ..errors import (
     FetchError,
     FetchRefusedError,
@@ -41,11 +39,13 @@ from ..errors import (
     PluginError,
     ResponseTooLargeError,
 )
-from . import fetch_policy
+from . import ssrf
+from .limits import FetchSettings
 
 log = logging.getLogger("openid_plugins.protocol.fetch")
 
-#: A policy: ``(url, addresses, settings)``, raising ``FetchRefusedError`` to refuse.
+#: An extra check on each URL: ``(url, addresses, settings)``, raising ``FetchRefusedError``
+#: to refuse. It runs after the built-in SSRF guard, never instead of it.
 Policy = Callable[[str, list[str], FetchSettings], None]
 
 SCHEMES = ("http", "https")
@@ -247,17 +247,17 @@ def _decode_body(raw: bytes, encoding: str, max_bytes: int, url: str) -> bytes:
 class Fetcher:
     """One pooled HTTP client for the whole relying party, safe to share between threads.
 
-    ``policy`` is a pluggy ``PluginManager`` (its ``openid_check_fetch_url`` hook is
-    called), a callable with the same arguments, or None for the built-in SSRF guard.
+    Every URL (redirect targets included) passes the SSRF guard (``protocol.ssrf``) when
+    ``settings.block_private_addresses`` is on, then ``policy``, if given: the plugin
+    hook's checks, which the relying party passes in as a plain callable.
     """
 
     def __init__(
         self,
         settings: FetchSettings | None = None,
-        policy: pluggy.PluginManager | Policy | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.settings = settings or FetchSettings()
-        self.pm = policy if isinstance(policy, pluggy.PluginManager) else None
         self._policy = policy
         session = requests.Session()
         # Proxies from the environment would connect somewhere other than the addresses
@@ -365,15 +365,12 @@ class Fetcher:
         return host, port, addresses
 
     def _run_policy(self, url: str, addresses: list[str]) -> None:
+        if self.settings.block_private_addresses:
+            ssrf.check_addresses(url, addresses)
+        if self._policy is None:
+            return
         try:
-            if self.pm is not None:
-                self.pm.hook.openid_check_fetch_url(
-                    url=url, addresses=list(addresses), settings=self.settings
-                )
-            elif self._policy is not None:
-                self._policy(url, list(addresses), self.settings)  # type: ignore[operator]
-            else:
-                fetch_policy.openid_check_fetch_url(url, list(addresses), self.settings)
+            self._policy(url, list(addresses), self.settings)
         except OpenIDError:
             raise
         except Exception as exc:

@@ -1,23 +1,52 @@
-"""Verifying assertions (OpenID 2.0 section 11): the checks that need no network.
+"""Verifying responses to authentication requests (OpenID 2.0 sections 10 and 11), whole.
 
-The relying party runs them in this order, cheapest first, and stores nothing until every
-check has passed: fields present, return_to (11.1), signed-list coverage (11.4), nonce
-format and skew (11.3). Discovered-information verification (11.2), the signature itself and
-the nonce's single use need the store or the network and live in ``relying_party``.
+``AssertionVerifier`` runs every check in this order, cheapest first, and stores nothing
+until all have passed: the mode (10.2, 1.1 section 4.2.2), fields present, return_to
+(11.1), login delay, nonce format and skew (11.3), discovered information (11.2), the
+signature (11.4, with an association or by asking the OP), extensions, and last the
+nonce's single use (11.3). It is built from plain collaborators - a store, an association
+source, a discovery callable, an HTTP ``post`` and a clock - and knows no plugin engine
+and no settings object; the relying party wires it.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from ..contracts import Association, Clock, Store
 from ..errors import (
+    CancelledError,
+    DiscoveryMismatchError,
+    FetchError,
     IncompleteAnswerError,
+    MissingSessionError,
+    OpenIDError,
     ProtocolError,
+    ProviderError,
+    ReplayAttackError,
     ReturnToMismatchError,
+    SetupNeededError,
     SignatureError,
     TookTooLongError,
 )
+from . import nonce
+from .association import check_signature
+from .endpoint import OPENID_2_0_TYPE, Endpoint
+from .fetch import FetchResponse
 from .message import Message, kv_decode
+from .request import IDENTIFIER_SELECT
+from .urinorm import is_xri
+
+log = logging.getLogger("openid_plugins.protocol.verify")
+
+#: Longer asserted identifiers are refused before re-discovery: no user types one, and
+#: fetching it would let anyone make the site send megabyte requests wherever they like.
+MAX_IDENTIFIER_BYTES = 2047
+_SCHEMES = ("http", "https")
 
 #: Fields a positive assertion must carry (10.1 for 2.0; 1.1 section 4.2.3.1).
 REQUIRED_2 = ("op_endpoint", "return_to", "response_nonce", "assoc_handle", "signed", "sig")
@@ -140,3 +169,371 @@ def parse_check_authentication(body: bytes) -> tuple[bool, str | None]:
     except ProtocolError as exc:
         raise SignatureError(f"the OP's check_authentication answer is not KV form: {exc}") from exc
     return fields.get("is_valid") == "true", fields.get("invalidate_handle") or None
+
+
+# -- the verifier ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """A verified positive assertion."""
+
+    claimed_id: str
+    identity: str
+    op_endpoint: str
+    endpoint: Endpoint
+    #: The signed ``openid.*`` fields (names without the prefix): the only trustworthy ones.
+    signed_fields: Mapping[str, str]
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+    #: "association" when checked with a shared secret, "check_authentication" when the OP
+    #: confirmed the signature (stateless mode).
+    verified_by: str = "association"
+
+    @property
+    def sreg(self) -> Mapping[str, str]:
+        return self.extensions.get("sreg", {})
+
+    @property
+    def ax(self) -> Any:
+        return self.extensions.get("ax", {})
+
+    @property
+    def pape(self) -> Any:
+        return self.extensions.get("pape")
+
+
+class AssociationSource(Protocol):
+    """Where the verifier finds the association an assertion names, and reports one the
+    OP confirmed is gone (the ``Associator``)."""
+
+    def for_assertion(self, server_url: str, handle: str) -> Association | None: ...
+
+    def invalidated(self, server_url: str, handle: str) -> None: ...
+
+
+#: Re-discovers an asserted identifier (11.2): a URL without fragment -> its endpoints.
+Discover = Callable[[str], "list[Endpoint]"]
+#: POSTs form arguments to a URL (check_authentication, 11.4.2).
+Post = Callable[[str, Mapping[str, str]], FetchResponse]
+#: Parses the extensions of a verified assertion:
+#: (message, signed keys, endpoint, what the request asked for) -> {name: value}.
+ParseExtensions = Callable[
+    [Message, frozenset[str], Endpoint, tuple[Any, ...]], Mapping[str, Any]
+]
+
+
+class AssertionVerifier:
+    """Section 11, given the session state ``begin()`` left and the OP's response."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        associations: AssociationSource,
+        discover: Discover,
+        post: Post,
+        clock: Clock,
+        nonce_skew: float,
+        max_login_delay: float,
+        parse_extensions: ParseExtensions,
+    ) -> None:
+        self.store = store
+        self.associations = associations
+        self.discover = discover
+        self.post = post
+        self.clock = clock
+        self.nonce_skew = nonce_skew
+        self.max_login_delay = max_login_delay
+        self.parse_extensions = parse_extensions
+
+    def verify(
+        self,
+        query: Mapping[str, Any],
+        current_url: str,
+        state: Any,
+        *,
+        stateless: bool = False,
+    ) -> AuthResult:
+        """Verify the OP's response; every failure is an ``OpenIDError``.
+
+        ``state`` is what ``begin()`` kept in the session (None when there is none);
+        ``stateless`` skips associations and asks the OP (11.4.2). Nothing is stored unless
+        the assertion is valid.
+        """
+        try:
+            message = Message.from_query(query)
+            is_openid2 = message.is_openid2
+        except ProtocolError as exc:
+            raise IncompleteAnswerError(f"malformed OpenID response: {exc}") from exc
+        if not _has_utf8_form(message.fields):
+            raise IncompleteAnswerError(
+                "the OpenID response carries text with no UTF-8 form (a lone surrogate, as"
+                " decoding with surrogateescape makes); pass the request's arguments as"
+                " decoded UTF-8"
+            )
+        mode = message.mode
+        if mode == "cancel":
+            # The pending sign-in is kept: a cancel is unsigned, and a forged one (a link an
+            # attacker gets the user to follow) must not abort a real login under way.
+            raise CancelledError("the user cancelled the sign-in at their OpenID provider")
+        if mode == "error":
+            raise ProviderError(
+                f"the OpenID provider answered with an error: {message.get('error', '(none)')}",
+                contact=message.get("contact"),
+                reference=message.get("reference"),
+            )
+        if mode == "setup_needed" and is_openid2:
+            raise SetupNeededError(
+                "the OP needs to interact with the user: retry without immediate mode",
+                setup_url(message, state),
+            )
+        if mode == "id_res" and not is_openid2 and message.get("user_setup_url"):
+            raise SetupNeededError(
+                "the OP needs to interact with the user: send them to the setup URL",
+                setup_url(message, state),
+            )
+        if mode != "id_res":
+            raise IncompleteAnswerError(f"unexpected openid.mode {mode!r} in the response")
+        if not isinstance(state, Mapping) or not {"endpoint", "return_to"} <= state.keys():
+            raise MissingSessionError(
+                "no sign-in was started in this session (call begin() first; are cookies on?)"
+            )
+        try:
+            return self._verify(message, current_url, state, stateless)
+        except ProtocolError as exc:
+            # A signed field with no KV form (4.1.1) or a malformed extension namespace
+            # (section 12): the answer is malformed, whichever check notices it.
+            raise IncompleteAnswerError(f"malformed OpenID response: {exc}") from exc
+
+    def _verify(
+        self, message: Message, current_url: str, state: Mapping[str, Any], stateless: bool
+    ) -> AuthResult:
+        now = self.clock.now()
+        check_fields(message)
+        signed = signed_keys(message)
+        if message["return_to"] != state["return_to"]:
+            raise ReturnToMismatchError(
+                "openid.return_to differs from the one this session's request sent: the"
+                " response belongs to another sign-in (a second tab?); start again"
+            )
+        check_return_to(message["return_to"], current_url)
+        delay = self.max_login_delay
+        if delay and now - float(state.get("started", now)) > delay:
+            raise TookTooLongError(
+                f"the sign-in took longer than {int(delay)} s at the OP; start again"
+            )
+        session_endpoint = Endpoint.from_dict(state["endpoint"])
+        if session_endpoint.is_openid2 and not message.is_openid2:
+            # Without openid.ns a 2.0 answer would be checked by the 1.x rules, against the
+            # RP nonce instead of its own response_nonce: a replay in other clothes.
+            raise IncompleteAnswerError(
+                "an OpenID 1.x answer (no openid.ns) to an OpenID 2.0 request is refused"
+            )
+        if message.is_openid2:
+            timestamp, salt = nonce.parse_nonce(message["response_nonce"])
+            check_nonce_time(timestamp, now, self.nonce_skew)
+            endpoint = self._verify_discovered_2(message, session_endpoint, state)
+            claimed_id = message.get("claimed_id")
+            identity = message.get("identity")
+            server_url = message["op_endpoint"]
+        else:
+            # OpenID 1.x: our own nonce, carried (and signed) inside the return_to that was
+            # compared with this session's above.
+            timestamp, salt = nonce.split_rp_nonce(message["return_to"])
+            check_nonce_time(timestamp, now, self.nonce_skew)
+            endpoint = session_endpoint
+            if message["identity"] != session_endpoint.op_local_id:
+                raise DiscoveryMismatchError(
+                    "openid.identity differs from the identifier this sign-in was started for"
+                )
+            claimed_id = state.get("claimed_id") or session_endpoint.claimed_id
+            identity = message["identity"]
+            server_url = session_endpoint.server_url
+        verified_by = self._check_signature(
+            message, server_url, signed, timestamp, salt, stateless
+        )
+        extensions = self._extensions(message, frozenset(signed), endpoint, state)
+        if not self.store.use_nonce(server_url, timestamp, salt):
+            raise ReplayAttackError(
+                "this response was already used once: a replayed assertion is refused"
+            )
+        return AuthResult(
+            claimed_id=claimed_id or "",
+            identity=identity or "",
+            op_endpoint=server_url,
+            endpoint=endpoint,
+            signed_fields={key: message[key] for key in signed},
+            extensions=extensions,
+            verified_by=verified_by,
+        )
+
+    def _verify_discovered_2(
+        self, message: Message, session_endpoint: Endpoint, state: Mapping[str, Any]
+    ) -> Endpoint:
+        """11.2: the OP endpoint must be authoritative for the asserted identifier."""
+        claimed = message.get("claimed_id")
+        op_endpoint = message["op_endpoint"]
+        if claimed is None:
+            raise IncompleteAnswerError(
+                "the assertion names no identifier; this relying party only signs users in"
+            )
+        identity = message["identity"]
+        if claimed == IDENTIFIER_SELECT or identity == IDENTIFIER_SELECT:
+            raise IncompleteAnswerError(
+                "the OP answered with the identifier_select placeholder instead of choosing an"
+                " identifier (10.1)"
+            )
+        defragged = claimed.partition("#")[0]
+        if len(claimed) > MAX_IDENTIFIER_BYTES or len(claimed.encode()) > MAX_IDENTIFIER_BYTES:
+            raise DiscoveryMismatchError(
+                f"the asserted identifier is longer than {MAX_IDENTIFIER_BYTES} bytes"
+                f" ({claimed[:60]!r}...); it is refused without discovery"
+            )
+        if "@" in urlsplit(defragged).netloc:
+            # RFC 9110 4.2.4, as for user input (urinorm): "https://bank.example@evil.example/"
+            # exists to mislead, and in directed identity the OP alone chose it.
+            raise DiscoveryMismatchError(
+                f"the asserted identifier {claimed!r} has a user name before its host;"
+                " such identifiers are refused"
+            )
+        expected = state.get("claimed_id")
+        if (
+            expected
+            and expected.partition("#")[0] == defragged
+            and _endpoint_matches(session_endpoint, op_endpoint, identity)
+        ):
+            return session_endpoint
+        if is_xri(defragged):
+            raise DiscoveryMismatchError("XRI claimed identifiers cannot be verified here")
+        try:
+            endpoints = self.discover(defragged)
+        except OpenIDError as exc:
+            raise DiscoveryMismatchError(
+                f"the asserted identifier {claimed!r} could not be re-discovered: {exc}"
+            ) from exc
+        for endpoint in endpoints:
+            if endpoint.is_op_identifier:
+                continue
+            if _endpoint_matches(endpoint, op_endpoint, identity) and (
+                (endpoint.claimed_id or "").partition("#")[0] == defragged
+            ):
+                return endpoint
+        raise DiscoveryMismatchError(
+            f"{op_endpoint} is not an OpenID provider for {claimed!r} according to its discovered"
+            " information (11.2): the assertion is refused"
+        )
+
+    def _check_signature(
+        self,
+        message: Message,
+        server_url: str,
+        signed: list[str],
+        timestamp: float,
+        salt: str,
+        stateless: bool,
+    ) -> str:
+        """11.4: with our association when we have it, else by asking the OP."""
+        handle = message["assoc_handle"]
+        association = None if stateless else self.associations.for_assertion(server_url, handle)
+        if association is not None:
+            if not check_signature(association, message.fields, signed, message["sig"]):
+                raise SignatureError(
+                    "the signature of the assertion does not verify: it was tampered with"
+                )
+            invalidated = message.get("invalidate_handle")
+            if invalidated:
+                # 11.4.2.2 makes only the OP's check_authentication answer authoritative.
+                log.info(
+                    "OP asked to invalidate %s; confirmed only via check_authentication",
+                    invalidated,
+                )
+            return "association"
+        if self.store.nonce_seen(server_url, timestamp, salt):
+            # Named before the OP is asked: a stateless OP would only answer "invalid".
+            raise ReplayAttackError(
+                "this response was already used once: a replayed assertion is refused"
+            )
+        request = check_authentication_request(message)
+        try:
+            response = self.post(server_url, request.to_post_args())
+        except FetchError as exc:
+            raise SignatureError(f"check_authentication with {server_url} failed: {exc}") from exc
+        if response.status != 200:
+            # 5.1.2: only a 200 answer is a direct response; 400 is an error response, and
+            # anything else is a server failure whatever its body says.
+            raise SignatureError(
+                f"the OP at {server_url} answered check_authentication with HTTP"
+                f" {response.status}: the signature is not confirmed"
+            )
+        valid, invalidate = parse_check_authentication(response.body)
+        if not valid:
+            raise SignatureError(
+                f"the OP at {server_url} did not confirm the signature (check_authentication)"
+            )
+        if invalidate:
+            self.associations.invalidated(server_url, invalidate)
+        return "check_authentication"
+
+    def _extensions(
+        self,
+        message: Message,
+        signed: frozenset[str],
+        endpoint: Endpoint,
+        state: Mapping[str, Any],
+    ) -> Mapping[str, Any]:
+        requested = tuple(state.get("requested") or ())
+        if not requested and message.is_openid2 and not message.extension_aliases():
+            # Nothing asked for and no extension namespace declared: nothing to parse.
+            return {}
+        if not message.is_openid2:
+            unsigned = [k for k in message.fields if k.startswith("ns.") and k not in signed]
+            if unsigned:
+                # OpenID 1.x has no namespace declarations: one added unsigned would re-point
+                # a signed alias at another extension (signed_args checks this for 2.0 only).
+                message = Message({k: v for k, v in message.fields.items() if k not in unsigned})
+        return self.parse_extensions(message, signed, endpoint, requested)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+def setup_url(message: Message, state: Any) -> str | None:
+    """``user_setup_url`` only when it leads to the OP this session's request went to.
+
+    The field is unsigned (OpenID 1.1 section 4.2.2.2): anyone can send a site a "setup
+    needed" answer naming a phishing page for the site to redirect its user to.
+    """
+    url = message.get("user_setup_url")
+    if not url or not isinstance(state, Mapping) or not isinstance(state.get("endpoint"), Mapping):
+        return None
+    try:
+        origin = _origin(url)
+        same = origin[0] in _SCHEMES and origin == _origin(str(state["endpoint"].get("server_url")))
+    except ValueError:  # an invalid port
+        same = False
+    if not same:
+        log.warning("ignoring a user_setup_url that does not lead to the session's OP")
+        return None
+    return url
+
+
+def _has_utf8_form(fields: Mapping[str, str]) -> bool:
+    """4.1.2: messages are UTF-8. A str holding a lone surrogate cannot be encoded, so no
+    OP signed it, and it would break signature checks and fetches with a bare
+    UnicodeEncodeError."""
+    try:
+        "".join([*fields, *fields.values()]).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _endpoint_matches(endpoint: Endpoint, op_endpoint: str, identity: str) -> bool:
+    return (
+        endpoint.server_url == op_endpoint
+        and (endpoint.op_local_id or "") == identity
+        and endpoint.supports(OPENID_2_0_TYPE)
+    )

@@ -35,12 +35,10 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from ..contracts import Queue, QueueItem, StoreOptions, check_server_url
+from ..contracts import Backend, Queue, QueueItem, StoreOptions, check_server_url
 from ..errors import QueueError
-from ..hookspecs import hookimpl
-from ..stores.file import (
+from ..fileutil import (
     STALE_TMP_SECONDS,
     ForeignFileError,
     digest,
@@ -49,6 +47,7 @@ from ..stores.file import (
     open_layout,
     read_json_object,
 )
+from ..hookspecs import hookimpl
 
 log = logging.getLogger("openid_plugins.queues.file")
 
@@ -261,12 +260,12 @@ def _names(directory: Path) -> list[str]:
 
 
 @hookimpl
-def openid_queue_schemes() -> Iterable[str]:
-    return [SCHEME]
-
-
-@hookimpl
-def openid_make_queue(url: str, options: StoreOptions) -> Queue | None:
-    if urlsplit(url).scheme.lower() != SCHEME:
-        return None
-    return FileQueue(local_root(url), options)
+def openid_backends() -> list[Backend]:
+    return [
+        Backend(
+            kind="queue",
+            schemes=(SCHEME,),
+            open=lambda url, options: FileQueue(local_root(url), options),
+            description="a private directory on this host: one file per waiting endpoint",
+        )
+    ]

@@ -12,12 +12,11 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
-from ..contracts import Queue, QueueItem, StoreOptions, check_server_url
+from ..backends import memory_name
+from ..contracts import Backend, Queue, QueueItem, StoreOptions, check_server_url
 from ..errors import QueueError
 from ..hookspecs import hookimpl
-from ..stores.memory import memory_name
 
 log = logging.getLogger("openid_plugins.queues.memory")
 
@@ -122,12 +121,13 @@ class MemoryQueue(Queue):
 
 
 @hookimpl
-def openid_queue_schemes() -> Iterable[str]:
-    return [SCHEME]
-
-
-@hookimpl
-def openid_make_queue(url: str, options: StoreOptions) -> Queue | None:
-    if urlsplit(url).scheme.lower() != SCHEME:
-        return None
-    return MemoryQueue(options, memory_name(url))
+def openid_backends() -> list[Backend]:
+    return [
+        Backend(
+            kind="queue",
+            schemes=(SCHEME,),
+            open=lambda url, options: MemoryQueue(options, memory_name(url)),
+            shared=False,
+            description="this process only (tests, a single-process site)",
+        )
+    ]

@@ -35,32 +35,38 @@ automatic cleanup off, leaving it to explicit ``cleanup()`` calls).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
 import re
 import stat
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..config import file_url_path
-from ..contracts import Association, Store, StoreOptions, check_server_url
-from ..errors import ConfigurationError, OpenIDError, StoreError
+from ..contracts import Association, Backend, Store, StoreOptions, check_server_url
+from ..errors import StoreError
+from ..fileutil import (
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    STALE_TMP_SECONDS,
+    ForeignFileError,
+    create_empty,
+    digest,
+    fsync_dir,
+    local_root,
+    make_private_dir,
+    open_layout,
+    read_json_object,
+    write_atomically,
+)
 from ..hookspecs import hookimpl
 
 log = logging.getLogger("openid_plugins.stores.file")
 
 SCHEME = "file"
-LAYOUT_VERSION = 1
-LAYOUT_FILE = "LAYOUT"
-DIR_MODE = 0o700
-FILE_MODE = 0o600
 
 #: Bucket widths in seconds. Cleanup lists one index's bucket names (at most the longest
 #: lifetime divided by the width of them are live) and the contents of expired buckets only.
@@ -72,8 +78,6 @@ MAX_TIME = float(2**53)
 #: Larger files are not ours (a secret is 64 bytes): they are ignored unread.
 MAX_ASSOCIATION_BYTES = 64 * 1024
 MAX_CACHE_BYTES = 1024 * 1024
-#: Temp files older than this (real time) belong to crashed writers.
-STALE_TMP_SECONDS = 3600.0
 #: How often a write retries when cleanup removed an empty directory under it.
 _WRITE_ATTEMPTS = 5
 #: Foreign files are reported once per store instance, up to this many.
@@ -83,186 +87,6 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 RECORD_NAME = re.compile(r"[0-9a-f]{64}\.json")
 ASSOCIATION_MARKER = re.compile(r"([0-9a-f]{64})\.([0-9a-f]{64})")
 BUCKET_NAME = re.compile(r"-?[0-9]{1,20}")
-
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-
-
-# -- file-system helpers, shared with openid_plugins.queues.file ---------------------------
-
-
-def digest(*parts: str | float) -> str:
-    """The SHA-256 hex of one string's UTF-8 (lone surrogates allowed), or of several
-    parts encoded as a JSON array, so that no two different tuples share an encoding."""
-    if len(parts) == 1 and isinstance(parts[0], str):
-        data = parts[0].encode("utf-8", "surrogatepass")
-    else:
-        data = json.dumps(list(parts), separators=(",", ":")).encode("ascii")
-    return hashlib.sha256(data).hexdigest()
-
-
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` as mode 0700 whatever the umask; an existing one is left as it is."""
-    try:
-        os.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        return
-    os.chmod(path, DIR_MODE)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make entries created, renamed or removed in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(
-    tmp_dir: Path, target: Path, data: bytes, *, fsync: bool, durable_dir: bool = False
-) -> None:
-    """Replace ``target`` with ``data`` so readers see the old or the new file, never part.
-
-    ``tmp_dir`` must be on the file system of ``target`` (``os.replace`` is atomic only
-    there). ``durable_dir`` also fsyncs the target's directory, so the replacement itself
-    survives a crash.
-    """
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="w-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if fsync and durable_dir:
-        fsync_dir(target.parent)
-
-
-def create_empty(path: Path) -> bool:
-    """Create an empty private file; False if it already existed. ``O_EXCL`` makes this
-    the atomic test-and-set that nonces and queue entries rely on (also across processes
-    and on NFSv3+)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
-        return False
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
-    return True
-
-
-class ForeignFileError(Exception):
-    """Internal: a file in our tree that we did not write (or that was damaged)."""
-
-
-def read_small(path: Path, limit: int) -> bytes | None:
-    """The content of ``path`` (None if it does not exist), refusing symlinks, directories
-    and files over ``limit`` bytes with ``ForeignFileError``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise ForeignFileError("a directory where a record file belongs") from None
-    except OSError:
-        if _O_NOFOLLOW and os.path.islink(path):
-            raise ForeignFileError("a symbolic link where a record file belongs") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ForeignFileError("not a regular file")
-        if info.st_size > limit:
-            raise ForeignFileError(f"{info.st_size} bytes, more than a record can be")
-        chunks = []
-        size = 0
-        while chunk := os.read(fd, limit + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise ForeignFileError(f"more than {limit} bytes, more than a record can be")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def read_json_object(path: Path, limit: int) -> dict[str, Any] | None:
-    """A JSON object read from ``path``; None if absent; ``ForeignFileError`` if unusable."""
-    raw = read_small(path, limit)
-    if raw is None:
-        return None
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise ForeignFileError("not JSON (truncated or damaged)") from None
-    if not isinstance(data, dict):
-        raise ForeignFileError("JSON, but not one of our records")
-    return data
-
-
-def open_layout(root: Path, kind: str, error: type[OpenIDError]) -> None:
-    """Create ``root`` (private) with its layout marker, or check the marker it has.
-
-    ``kind`` is ``"store"`` or ``"queue"``: pointing one at the other's directory fails.
-
-    A non-empty directory without a marker is refused rather than filled: a store URL
-    pointing at the wrong directory (a home, a project) must not scatter files into it.
-    """
-    try:
-        root.mkdir(parents=True)
-    except FileExistsError:
-        pass
-    else:
-        os.chmod(root, DIR_MODE)
-    fmt = f"openid-plugins file {kind}"
-    marker = root / LAYOUT_FILE
-    try:
-        data = read_json_object(marker, 4096)
-    except ForeignFileError as exc:
-        raise error(f"{marker} is damaged ({exc}); restore it or move {root} aside") from None
-    if data is None:
-        others = [e for e in os.listdir(root) if not e.startswith(f".{LAYOUT_FILE}.")]
-        if not others:
-            text = json.dumps({"format": fmt, "layout": LAYOUT_VERSION}) + "\n"
-            fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{LAYOUT_FILE}.")
-            with os.fdopen(fd, "w") as f:
-                os.fchmod(f.fileno(), FILE_MODE)
-                f.write(text)
-            os.replace(tmp, marker)
-            return
-        # Another process may have laid the directory out since we looked for the marker.
-        data = read_json_object(marker, 4096)
-        if data is None:
-            raise error(
-                f"{root} is not empty and is not an {fmt} (no {LAYOUT_FILE} file);"
-                " point the URL at a new or empty directory"
-            )
-    if data.get("format") != fmt:
-        raise error(f"{root} holds {data.get('format')!r}, not an {fmt}; use another directory")
-    if data.get("layout") != LAYOUT_VERSION:
-        raise error(
-            f"{root} has layout version {data.get('layout')!r}; this version of openid-plugins"
-            f" reads version {LAYOUT_VERSION} only: upgrade openid-plugins or use a new directory"
-        )
-
-
-def local_root(url: str) -> Path:
-    """The absolute directory a ``file://`` store or queue URL names."""
-    path = file_url_path(url)
-    if not path.is_absolute():
-        raise ConfigurationError(f"{url!r} names a relative path; use file:///absolute/path")
-    return path
-
 
 def _bucket(expires: float, width: int) -> int:
     return math.floor(min(max(expires, -MAX_TIME), MAX_TIME) / width)
@@ -580,7 +404,7 @@ class FileStore(Store):
         or one discovery, and the inode comparison keeps the window to a few instructions.
         """
         try:
-            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return 0
         except OSError as exc:
@@ -707,12 +531,12 @@ def _check_expiry(association: Association) -> None:
 
 
 @hookimpl
-def openid_store_schemes() -> Iterable[str]:
-    return [SCHEME]
-
-
-@hookimpl
-def openid_make_store(url: str, options: StoreOptions) -> Store | None:
-    if urlsplit(url).scheme.lower() != SCHEME:
-        return None
-    return FileStore(local_root(url), options)
+def openid_backends() -> list[Backend]:
+    return [
+        Backend(
+            kind="store",
+            schemes=(SCHEME,),
+            open=lambda url, options: FileStore(local_root(url), options),
+            description="a private directory on this host, shared by its processes",
+        )
+    ]

@@ -13,11 +13,10 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from ..contracts import Association, Store, StoreOptions, check_server_url
+from ..backends import memory_name
+from ..contracts import Association, Backend, Store, StoreOptions, check_server_url
 from ..errors import StoreError
 from ..hookspecs import hookimpl
 
@@ -57,12 +56,6 @@ def _data_for(name: str) -> _MemoryData:
         return _MemoryData()
     with _named_lock:
         return _named.setdefault(name, _MemoryData())
-
-
-def memory_name(url: str) -> str:
-    """The instance name of a ``memory://`` URL ('' for a fresh, unnamed instance)."""
-    parts = urlsplit(url)
-    return unquote(parts.netloc + parts.path)
 
 
 class MemoryStore(Store):
@@ -224,12 +217,13 @@ def _to_json(namespace: str, key: str, value: Any) -> str:
 
 
 @hookimpl
-def openid_store_schemes() -> Iterable[str]:
-    return [SCHEME]
-
-
-@hookimpl
-def openid_make_store(url: str, options: StoreOptions) -> Store | None:
-    if urlsplit(url).scheme.lower() != SCHEME:
-        return None
-    return MemoryStore(options, memory_name(url))
+def openid_backends() -> list[Backend]:
+    return [
+        Backend(
+            kind="store",
+            schemes=(SCHEME,),
+            open=lambda url, options: MemoryStore(options, memory_name(url)),
+            shared=False,
+            description="this process only (tests, a single-process site)",
+        )
+    ]

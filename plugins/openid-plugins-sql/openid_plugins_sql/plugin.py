@@ -1,41 +1,55 @@
 """The ``sql`` plugin (entry point group ``openid_plugins``): stores and queues for
 ``sqlite://``, ``postgresql://`` and ``mysql://``/``mariadb://`` URLs, and the
-``openid-plugins db`` command."""
+``openid-plugins db`` command.
+
+Nothing here imports SQLAlchemy or a driver: a site whose store is elsewhere pays nothing
+for having this distribution installed. They are imported when an SQL URL is opened or the
+``db`` command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
 
-from openid_plugins.contracts import StoreOptions
+from openid_plugins.contracts import Backend, StoreOptions
 from openid_plugins.hookspecs import hookimpl
 
-from . import cli
-from .queue import SQLQueue
-from .store import SQLStore
-from .target import SCHEMES, handles
+#: The URL schemes this distribution serves (``scheme+driver`` forms included).
+SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+
+
+def open_store(url: str, options: StoreOptions):  # noqa: ANN201 - an SQLStore
+    from .store import SQLStore
+
+    return SQLStore(url, options)
+
+
+def open_queue(url: str, options: StoreOptions):  # noqa: ANN201 - an SQLQueue
+    from .queue import SQLQueue
+
+    return SQLQueue(url, options)
 
 
 @hookimpl
-def openid_store_schemes() -> Iterable[str]:
-    return SCHEMES
-
-
-@hookimpl
-def openid_make_store(url: str, options: StoreOptions) -> SQLStore | None:
-    return SQLStore(url, options) if handles(url) else None
-
-
-@hookimpl
-def openid_queue_schemes() -> Iterable[str]:
-    return SCHEMES
-
-
-@hookimpl
-def openid_make_queue(url: str, options: StoreOptions) -> SQLQueue | None:
-    return SQLQueue(url, options) if handles(url) else None
+def openid_backends() -> list[Backend]:
+    return [
+        Backend(
+            kind="store",
+            schemes=SCHEMES,
+            open=open_store,
+            description="SQLite, PostgreSQL or MariaDB/MySQL through SQLAlchemy Core",
+        ),
+        Backend(
+            kind="queue",
+            schemes=SCHEMES,
+            open=open_queue,
+            description="a table; SKIP LOCKED claims, LISTEN/NOTIFY on PostgreSQL",
+        ),
+    ]
 
 
 @hookimpl
 def openid_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    from . import cli
+
     cli.add_commands(subparsers)

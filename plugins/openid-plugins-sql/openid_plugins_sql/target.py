@@ -14,8 +14,7 @@ from sqlalchemy.exc import ArgumentError
 
 from openid_plugins.errors import ConfigurationError
 
-#: The URL schemes this distribution handles (``scheme+driver`` forms included).
-SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+from .plugin import SCHEMES
 
 #: The only drivers we build against: LISTEN/NOTIFY needs psycopg, and the extras install
 #: exactly these two, so a site never ends up on an untested driver by accident.

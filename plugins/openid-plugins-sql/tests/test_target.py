@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from openid_plugins_sql import SQLQueue, SQLStore, plugin
 from openid_plugins_sql.target import DEFAULT_TABLE_PREFIX, parse_target
@@ -82,11 +85,23 @@ def test_create_schema_option_accepts_strings_from_configuration() -> None:
     assert parse_target("mysql://u@h/db").create_schema is True
 
 
-def test_hooks_return_none_for_other_schemes() -> None:
-    options = StoreOptions()
-    assert plugin.openid_make_store(url="file:///tmp/x", options=options) is None
-    assert plugin.openid_make_queue(url="memcached://h", options=options) is None
-    assert set(plugin.openid_store_schemes()) >= {"sqlite", "postgresql", "mysql", "mariadb"}
+def test_the_plugin_announces_a_store_and_a_queue_for_every_sql_scheme() -> None:
+    records = {record.kind: record for record in plugin.openid_backends()}
+    assert set(records) == {"store", "queue"}
+    for record in records.values():
+        assert set(record.schemes) >= {"sqlite", "postgresql", "mysql", "mariadb"}
+        assert record.shared
+
+
+def test_importing_the_plugin_imports_no_sqlalchemy() -> None:
+    """Installed is not used: a site on another store pays nothing at start-up."""
+    code = (
+        "import sys; from openid_plugins.manager import make_plugin_manager;"
+        " make_plugin_manager(); print(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('sqlalchemy', 'psycopg', 'pymysql')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_core_opens_sql_stores_and_queues_through_the_entry_point(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""The built-in fetch policy plugin: the SSRF guard.
+"""The SSRF guard: which addresses a relying party refuses to fetch from.
 
 A relying party fetches URLs chosen by strangers (the identifier a user types, the
 ``X-XRDS-Location`` and OP endpoints a page names). Without a guard, anyone can make the
@@ -22,7 +22,10 @@ front of the RP (the fetcher ignores proxy environment variables for that reason
 names that resolve to public addresses routed to private networks by the local network
 itself; an egress firewall is the complete answer for those.
 
-Off by default so that local development (an OP on localhost) works.
+The guard is part of the core, not a plugin: ``Fetcher`` applies it whenever
+``FetchSettings.block_private_addresses`` is on, and the ``openid_check_fetch_url`` hook can
+only add checks after it, so no plugin configuration can switch it off by accident. Off by
+default so that local development (an OP on localhost) works.
 """
 
 from __future__ import annotations
@@ -30,11 +33,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from ..config import FetchSettings
 from ..errors import FetchRefusedError
-from ..hookspecs import hookimpl
 
-log = logging.getLogger("openid_plugins.protocol.fetch_policy")
+log = logging.getLogger("openid_plugins.protocol.ssrf")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -96,9 +97,3 @@ def check_addresses(url: str, addresses: list[str]) -> None:
                 " (block_private_addresses is on; turn it off only for local development)"
             )
 
-
-@hookimpl
-def openid_check_fetch_url(url: str, addresses: list[str], settings: FetchSettings) -> None:
-    """Refuse URLs whose host resolves to a non-public address when the guard is on."""
-    if settings.block_private_addresses:
-        check_addresses(url, addresses)

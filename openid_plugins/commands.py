@@ -1,0 +1,150 @@
+"""Built-in plugin: the core's ``openid-plugins`` subcommands (``plugins``, ``associate``,
+``cleanup``, ``demo``), registered on the ``openid_cli_commands`` hook like any plugin's.
+
+Each command imports what it runs only when it runs: ``openid-plugins associate`` never
+loads the development OP, and ``--help`` loads no relying party.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from . import config
+from .hookspecs import hookimpl
+
+log = logging.getLogger("openid_plugins.commands")
+
+
+def settings_from(args: argparse.Namespace) -> config.Settings:
+    """The environment's settings with ``--store``/``--queue`` applied."""
+    changes = {}
+    if getattr(args, "store", None):
+        changes["store"] = args.store
+    if getattr(args, "queue", None):
+        changes["queue"] = args.queue
+    return config.Settings.from_env().updated(**changes)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .backends import queue_schemes, store_schemes
+    from .manager import plugin_infos
+
+    pm = args.pm
+    out = sys.stdout
+    out.write("Plugins (entry-point group 'openid_plugins'):\n")
+    for info in plugin_infos(pm):
+        origin = f"{info.distribution} {info.version}" if info.distribution else "built in"
+        out.write(f"  {info.name:<16} {origin}\n")
+        if args.verbose:
+            for hook in info.hooks:
+                out.write(f"      {hook}\n")
+    out.write(f"Store schemes: {', '.join(store_schemes(pm))}\n")
+    out.write(f"Queue schemes: {', '.join(queue_schemes(pm))}\n")
+    settings = settings_from(args)
+    out.write(f"Configured store: {settings.store_url()}\n")
+    out.write(f"Configured queue: {settings.queue_url()}\n")
+    return 0
+
+
+def _progress_printer():  # noqa: ANN202 - a fetcher.Progress or None
+    if not sys.stderr.isatty():
+        return None
+    from .fetcher import FetcherStats
+
+    def show(done: int, total: int, stats: FetcherStats) -> None:
+        sys.stderr.write(
+            f"\r  {done}/{total} endpoints: made {stats.made}, skipped {stats.skipped},"
+            f" failed {stats.failed}"
+        )
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_associate(args: argparse.Namespace) -> int:
+    from .fetcher import BackgroundFetcher
+    from .relying_party import RelyingParty
+
+    settings = settings_from(args).updated(association="background", fetcher="none")
+    with RelyingParty(settings=settings, plugin_manager=args.pm) as rp:
+        fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=args.concurrency)
+        if args.watch:
+            stop = threading.Event()
+
+            def request_stop(signum: int, frame: object) -> None:
+                log.info("signal %d: stopping after the current pass", signum)
+                stop.set()
+
+            signal.signal(signal.SIGTERM, request_stop)
+            signal.signal(signal.SIGINT, request_stop)
+            stats = fetcher.watch(stop, poll=args.poll)
+        else:
+            stats = fetcher.run_once(progress=_progress_printer())
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+    sys.stdout.write(stats.summary() + "\n")
+    return 0 if stats.ok else 1
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from .relying_party import RelyingParty
+
+    with RelyingParty(settings=settings_from(args), plugin_manager=args.pm) as rp:
+        removed = rp.store.cleanup()
+    sys.stdout.write(f"removed {removed} expired entries\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+@hookimpl
+def openid_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("plugins", help="list loaded plugins and the store/queue schemes")
+    p.set_defaults(func=cmd_plugins)
+
+    p = subparsers.add_parser("associate", help="make associations for queued OP endpoints")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="drain the queue and exit (cron)")
+    mode.add_argument("--watch", action="store_true", help="run until SIGTERM/SIGINT")
+    p.add_argument("--store", help="store URL (default: $OPENID_PLUGINS_STORE or the data dir)")
+    p.add_argument("--queue", help="queue URL (default: $OPENID_PLUGINS_QUEUE or the data dir)")
+    p.add_argument("--concurrency", type=int, default=8, help="associations made at once")
+    p.add_argument("--poll", type=float, default=5.0, help="--watch: seconds between checks")
+    p.set_defaults(func=cmd_associate)
+
+    p = subparsers.add_parser(
+        "cleanup", help="remove expired associations, nonces and cache entries"
+    )
+    p.add_argument("--store", help="store URL")
+    p.set_defaults(func=cmd_cleanup)
+
+    p = subparsers.add_parser(
+        "demo",
+        help="sign in end to end against a local development OP (file store, file queue)",
+        description=(
+            "Start a development OpenID provider and a small relying-party site on 127.0.0.1,"
+            " sign in twice as a browser would, and show what happened at each step."
+            " Always uses the embedded file store and file queue."
+        ),
+    )
+    p.add_argument(
+        "--data-dir",
+        help="keep the store and queue in this directory (default: a new temporary one)",
+    )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="afterwards keep the OP and the site running for a browser, until Ctrl-C",
+    )
+    p.add_argument(
+        "--port", type=int, default=0, help="port of the demo site (default: any free port)"
+    )
+    p.set_defaults(func=cmd_demo)

@@ -1,0 +1,27 @@
+"""The limits every HTTP request of the relying party runs under (discovery, associate,
+check_authentication): a plain value the protocol layer takes, so it needs no settings
+object and no plugin engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Limits for every HTTP request the relying party makes (discovery, associate,
+    check_authentication)."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    #: Responses are streamed and cut off past this many bytes.
+    max_bytes: int = 1024 * 1024
+    max_redirects: int = 5
+    #: Wall-clock limit for one fetch, redirects included, so a server that drips bytes
+    #: slowly (each read within ``read_timeout``) still cannot hold a request forever.
+    total_timeout: float = 30.0
+    verify_tls: bool = True
+    #: Refuse private, loopback and link-local addresses (SSRF guard, ``protocol.ssrf``;
+    #: ruby-openid CVE-2019-11027). Off by default so local development works.
+    block_private_addresses: bool = False
+    user_agent: str = "openid-plugins"
