@@ -90,7 +90,7 @@ def make_plugin_manager(
     pm.add_hookspecs(hookspecs)
     for name in set(block) | blocked_from_env():
         if name in ESSENTIAL:
-            log.warning("ignoring the block of %r, which cannot be blocked: %s", name, ESSENTIAL[name])
+            log.warning("not blocking %r, which cannot be blocked: %s", name, ESSENTIAL[name])
             continue
         pm.set_blocked(name)
     for name, module in DEFAULT_PLUGINS.items():
