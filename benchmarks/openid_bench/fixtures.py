@@ -1,6 +1,8 @@
 """Helpers every benchmark shares: timing loops that take turns, machine facts, the database
 servers and raw connections to them, and positive assertions signed up front.
 
+Both entry points use them (``run.py``'s sections and ``bench_sql_stores.py``), so a
+database URL, a table prefix or a raw connection means the same thing in every result file.
 Nothing here keeps state between calls; a run's state is ``context.Context``.
 """
 
