@@ -1,33 +1,46 @@
-"""Helpers for ``benchmarks/run.py``: python3-openid's OP in child processes, timing loops,
-machine facts, database URLs, and assertions signed up front.
+"""Helpers every benchmark shares: timing loops that take turns, machine facts, the database
+servers and raw connections to them, and positive assertions signed up front.
 
-The OP runs in its own process (not a thread of the benchmark) so its CPU work - its share
-of Diffie-Hellman, its HTML and signing - never competes with the measured relying party for
-the GIL. Run this file directly to serve one OP: it prints its base URL and serves until its
-standard input closes.
+Both entry points use them (``run.py``'s sections and ``bench_sql_stores.py``), so a
+database URL, a table prefix or a raw connection means the same thing in every result file.
+Nothing here keeps state between calls; a run's state is ``context.Context``.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import platform
 import secrets
+import sqlite3
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openid_plugins.testing.python3_openid_op import Python3OP
+import cryptography
+import requests
+
+from openid_plugins.contracts import Association
+from openid_plugins.protocol.association import sign
+from openid_plugins.protocol.message import OPENID2_NS
+from openid_plugins.protocol.nonce import make_nonce
+
+if TYPE_CHECKING:
+    from openid.association import Association as TheirAssociation
 
 log = logging.getLogger("openid_plugins.benchmarks")
+
+#: The repository root: results default to ``benchmarks/results`` below it, and profile
+#: listings and ``git status`` name files relative to it.
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
 
 RETURN_TO = "https://rp.example/finish"
 REALM = "https://rp.example/"
@@ -35,132 +48,8 @@ PG_URL = os.environ.get(
     "OPENID_PLUGINS_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 MYSQL_URL = os.environ.get("OPENID_PLUGINS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
-
-
-# -- the OP ----------------------------------------------------------------------------------
-
-
-class BenchOP(Python3OP):
-    """python3-openid's OP with two more routes, kept here so the test harness stays as is:
-
-    ``/for/<opNAME>/<user>``: an HTML identity page whose OP endpoint is ``/<opNAME>``, so
-    every call can discover a never-seen OP; ``/counts``: the request counts as JSON, so the
-    parent process can prove what went over the wire (``/counts`` requests themselves are
-    left out).
-
-    Nagle's algorithm is off (``TCP_NODELAY``, as in the test harness, nginx and most
-    production servers): the handler writes headers and body separately, and on a kept-alive
-    connection the body would otherwise wait for the client's delayed ACK, about 40 ms per
-    request. ``nagle=True`` turns it back on, to show what such a server costs a pooled client.
-
-    ``rtt`` (seconds) delays every answer to an ``associate`` request, as a remote OP's
-    network round trip would: the handler thread sleeps, which costs no CPU, so the OP's
-    own work is unchanged and only the waiting a relying party can or cannot overlap grows.
-    """
-
-    def __init__(self, *, nagle: bool = False, rtt: float = 0.0) -> None:
-        self.nagle = nagle
-        self.rtt = rtt
-        super().__init__()
-
-    def _handler(self) -> type:
-        handler = super()._handler()
-        return type("BenchHandler", (handler,), {"disable_nagle_algorithm": not self.nagle})
-
-    def handle_openid(self, name: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        if self.rtt and query.get("openid.mode") == "associate":
-            time.sleep(self.rtt)
-        return super().handle_openid(name, query)
-
-    def page(self, path: str) -> tuple[int, dict[str, str], bytes] | None:
-        # The harness has already counted this request as a "page".
-        parts = path.strip("/").split("/")
-        if len(parts) == 3 and parts[0] == "for" and parts[1].startswith("op"):
-            link = f'<link rel="openid2.provider" href="{self.endpoint(parts[1])}">'
-            body = f"<html><head>{link}</head><body>{parts[2]}</body></html>"
-            return 200, {"Content-Type": "text/html; charset=utf-8"}, body.encode()
-        if parts == ["counts"]:
-            with self.lock:
-                self.counts["counts"] += 1
-                counts = dict(self.counts)
-            counts["page"] -= counts.pop("counts")
-            counts = {mode: n for mode, n in counts.items() if n}
-            return 200, {"Content-Type": "application/json"}, json.dumps(counts).encode()
-        return super().page(path)
-
-
-class OPProcess:
-    """One ``BenchOP`` in a child process on an ephemeral 127.0.0.1 port; ``rtt_ms`` delays
-    its answers to ``associate`` requests (see ``BenchOP``)."""
-
-    def __init__(self, *, nagle: bool = False, rtt_ms: float = 0.0) -> None:
-        args = [sys.executable, str(Path(__file__).resolve()), "--rtt-ms", str(rtt_ms)]
-        self.proc = subprocess.Popen(
-            args + (["--nagle"] if nagle else []),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
-        if not line.startswith("http://127.0.0.1:"):
-            self.stop()
-            raise RuntimeError(f"the OP process did not start (it printed {line!r})")
-        self.base = line
-
-    def endpoint(self, name: str = "op") -> str:
-        return f"{self.base}/{name}"
-
-    def identity(self, user: str = "alice") -> str:
-        return f"{self.base}/id/{user}"
-
-    def fresh_identity(self, op_name: str, user: str = "alice") -> str:
-        """An identity page whose OP endpoint is ``/<op_name>``."""
-        return f"{self.base}/for/{op_name}/{user}"
-
-    def counts(self) -> dict[str, int]:
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.base}/counts", timeout=10) as response:
-            return json.loads(response.read())
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) the OP process has used so far; None off Linux."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        # proc(5): utime and stime are fields 14 and 15, in clock ticks.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self) -> OPProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _serve() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="serve one BenchOP until stdin closes")
-    parser.add_argument("--nagle", action="store_true", help="leave Nagle's algorithm on")
-    parser.add_argument("--rtt-ms", type=float, default=0.0, help="delay associate answers")
-    args = parser.parse_args()
-    op = BenchOP(nagle=args.nagle, rtt=args.rtt_ms / 1000).start()
-    sys.stdout.write(op.base + "\n")
-    sys.stdout.flush()
-    sys.stdin.read()  # until the parent closes our stdin (or dies)
-    op.stop()
+#: The database servers by dialect, as our SQL store's URLs name them.
+SERVER_URLS = {"postgresql": PG_URL, "mysql": MYSQL_URL}
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -316,9 +205,7 @@ def interleave(runners: list[Runner], count: int, max_seconds: float, rounds: in
 
 
 def machine() -> dict[str, Any]:
-    import cryptography
-    import requests
-
+    """What a reader needs to compare two result files: kernel, CPUs, library versions."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -335,9 +222,6 @@ def machine() -> dict[str, Any]:
         uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
     except OSError:
         uname = " ".join(platform.uname())
-    import sqlite3
-    from importlib.metadata import version
-
     return {
         "uname": uname,
         "nproc": nproc,
@@ -350,14 +234,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpus() -> int:
+    """CPUs this process may run on: the OPs and the relying party share them, which caps
+    what the fetcher can reach on this machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # -- databases -------------------------------------------------------------------------------
 
 
 def with_prefix(url: str, prefix: str) -> str:
+    """``url`` with our SQL store's ``table_prefix`` option, so runs never share tables."""
     return f"{url}{'&' if '?' in url else '?'}table_prefix={prefix}"
 
 
 def new_prefix() -> str:
+    """A random table prefix, recognisable as the benchmarks' when left behind."""
     return f"bench{secrets.token_hex(3)}_"
 
 
@@ -393,7 +287,45 @@ def drop_tables(url: str, prefixes: Iterable[str]) -> None:
         engine.dispose()
 
 
+def use_wal(conn: sqlite3.Connection) -> None:
+    """WAL with synchronous=NORMAL: what our SQL store sets on SQLite."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def connect_sqlite(path: str | Path, *, wal: bool) -> sqlite3.Connection:
+    """A raw SQLite connection in autocommit mode: one statement, one transaction."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    if wal:
+        use_wal(conn)
+    return conn
+
+
+def connect_server(dialect: str, url: str) -> Any:
+    """A raw DB-API connection in autocommit mode through the driver our SQL store uses for
+    ``dialect``: psycopg 3 for PostgreSQL, PyMySQL for MariaDB/MySQL."""
+    from openid_plugins_sql.target import parse_target
+
+    u = parse_target(url).url
+    if dialect == "postgresql":
+        import psycopg
+
+        conninfo = u.set(drivername="postgresql").render_as_string(False)
+        return psycopg.connect(conninfo, autocommit=True)
+    import pymysql
+
+    return pymysql.connect(
+        host=u.host,
+        port=u.port or 3306,
+        user=u.username,
+        password=u.password or "",
+        database=u.database,
+        autocommit=True,
+    )
+
+
 def psycopg2_dsn(url: str) -> str:
+    """``url`` as a libpq DSN for psycopg2, the only driver python3-openid's stores take."""
     from openid_plugins_sql.target import parse_target
 
     u = parse_target(url).url
@@ -410,7 +342,8 @@ def psycopg2_dsn(url: str) -> str:
 
 @dataclass(frozen=True)
 class SharedAssociation:
-    """One association secret that both libraries' stores hold under the same handle."""
+    """One association secret that both libraries' stores hold under the same handle, so
+    both verify the very same signed assertions."""
 
     server_url: str
     handle: str
@@ -428,17 +361,17 @@ class SharedAssociation:
             issued=int(time.time()),
         )
 
-    def ours(self):  # noqa: ANN201 - openid_plugins.contracts.Association
-        from openid_plugins.contracts import Association
-
+    def ours(self) -> Association:
         return Association(
             self.handle, self.secret, float(self.issued), float(self.lifetime), self.assoc_type
         )
 
-    def theirs(self):  # noqa: ANN201 - openid.association.Association
-        from openid.association import Association
+    def theirs(self) -> TheirAssociation:
+        from openid.association import Association as TheirAssociation
 
-        return Association(self.handle, self.secret, self.issued, self.lifetime, self.assoc_type)
+        return TheirAssociation(
+            self.handle, self.secret, self.issued, self.lifetime, self.assoc_type
+        )
 
 
 SIGNED = "op_endpoint,claimed_id,identity,return_to,response_nonce,assoc_handle"
@@ -449,10 +382,6 @@ def signed_assertions(
 ) -> list[dict[str, str]]:
     """``count`` positive OpenID 2.0 assertions (10.1), each with its own response nonce,
     signed with the shared association (section 6), as the query a browser would bring."""
-    from openid_plugins.protocol.association import sign
-    from openid_plugins.protocol.message import OPENID2_NS
-    from openid_plugins.protocol.nonce import make_nonce
-
     association = shared.ours()
     keys = SIGNED.split(",")
     now = time.time()
@@ -472,27 +401,3 @@ def signed_assertions(
         fields["sig"] = sign(association, fields, keys)
         queries.append({f"openid.{key}": value for key, value in fields.items()})
     return queries
-
-
-def run_in_thread(target: Callable[[], Any], timeout: float) -> Any:
-    """Run ``target`` in a thread and wait at most ``timeout`` seconds for it."""
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["result"] = target()
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=runner, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError(f"gave up after {timeout:.0f} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
-
-
-if __name__ == "__main__":
-    _serve()
