@@ -165,7 +165,7 @@ class EventLog:
         self.events.append((event, server_url, dict(details)))
 
 
-def test_association_events_reach_plugins(op, make_rp, browser):
+def test_hook_openid_association_event_reaches_plugins(op, make_rp, browser):
     events = EventLog()
     rp = make_rp(association="background", plugins=[events])
     login(rp, browser, op.identity())

@@ -281,7 +281,7 @@ class FakeResolver:
         return self.endpoints
 
 
-def test_xri_goes_to_the_resolver_hook(fetcher):
+def test_hook_openid_resolve_xri_resolves_xris(fetcher):
     user = Endpoint("https://op/1", "xri://=!1000", None, (OPENID_1_1_TYPE,), True)
     user2 = Endpoint("https://op/2", "xri://=!1000", None, (OPENID_2_0_TYPE,), True)
     resolver = FakeResolver([user, user2])

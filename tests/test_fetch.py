@@ -387,7 +387,7 @@ def test_built_in_guard_applies_without_a_plugin_manager(server):
     assert server.requests == []
 
 
-def test_plugins_see_every_url_through_the_hook(server):
+def test_hook_openid_check_fetch_url_sees_every_url_redirects_included(server):
     class Recorder:
         def __init__(self):
             self.calls = []

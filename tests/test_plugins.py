@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,8 +17,14 @@ from distributions import install_distribution
 from openid_plugins import hookimpl
 from openid_plugins.config import Settings, open_store, store_schemes
 from openid_plugins.contracts import StoreOptions
-from openid_plugins.errors import ConfigurationError, PluginError, UnknownSchemeError
+from openid_plugins.errors import (
+    ConfigurationError,
+    OpenIDError,
+    PluginError,
+    UnknownSchemeError,
+)
 from openid_plugins.manager import make_plugin_manager, plugin_infos
+from openid_plugins.relying_party import RelyingParty
 
 BUILTINS = {
     "clock",
@@ -87,7 +94,7 @@ def test_builtins_are_registered_by_import():
     assert {"memory", "file"} <= set(store_schemes(pm))
 
 
-def test_plugin_registered_in_code_overrides_clock():
+def test_hook_openid_clock_from_a_plugin_registered_in_code_overrides_the_system_clock():
     class FixedClock:
         def now(self) -> float:
             return 1234.0
@@ -177,7 +184,7 @@ def _probe(site: Path, **env: str) -> dict:
     return json.loads(out.stdout)
 
 
-def test_installed_third_party_plugin_is_picked_up(throwaway_dist):
+def test_hook_openid_backends_from_an_installed_third_party_distribution(throwaway_dist):
     result = _probe(throwaway_dist)
     assert "throwaway" in result["plugins"]
     assert "throwaway" in result["schemes"]
@@ -202,3 +209,66 @@ def test_cli_lists_builtins():
     for name in BUILTINS:
         assert name in out
     assert "Store schemes:" in out and "file" in out
+
+
+NO_METADATA_PROBE = """
+import importlib.metadata, json, sys
+from openid_plugins.manager import make_plugin_manager, plugin_infos
+from openid_plugins.relying_party import RelyingParty
+try:
+    importlib.metadata.distribution("openid-plugins")
+    found = True
+except importlib.metadata.PackageNotFoundError:
+    found = False
+pm = make_plugin_manager()
+with RelyingParty(store="memory://", queue="memory://", plugin_manager=pm) as rp:
+    schemes = sorted(__import__("openid_plugins.backends").backends.store_schemes(pm))
+print(json.dumps({"metadata": found, "plugins": [i.name for i in plugin_infos(pm)],
+                  "schemes": schemes}))
+"""
+
+
+def test_builtins_load_without_package_metadata(tmp_path):
+    """A source checkout on PYTHONPATH (or a zipapp): no dist-info for openid-plugins, and no
+    entry points, yet every built-in plugin is there."""
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for entry in site.iterdir():
+        name = entry.name.lower()
+        if name.startswith(("openid_plugins", "openid-plugins", "__editable__", "_openid")):
+            continue
+        if name.endswith(".pth"):
+            continue
+        (deps / entry.name).symlink_to(entry)
+    source = tmp_path / "src"
+    shutil.copytree(
+        Path(__file__).resolve().parent.parent / "openid_plugins",
+        source / "openid_plugins",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", textwrap.dedent(NO_METADATA_PROBE)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{source}{os.pathsep}{deps}", "PATH": os.environ["PATH"]},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(out.stdout)
+    assert result["metadata"] is False
+    assert set(result["plugins"]) == BUILTINS
+    assert {"file", "memory"} <= set(result["schemes"])
+
+
+def test_blocking_the_old_guard_plugin_leaves_the_guard_on(server, monkeypatch, caplog):
+    """OPENID_PLUGINS_BLOCK=fetch_policy used to switch the SSRF guard off silently."""
+    monkeypatch.setenv("OPENID_PLUGINS_BLOCK", "fetch_policy,clock")
+    url = server.route("/", 200, {"Content-Type": "text/html"}, b"<html></html>")
+    with RelyingParty(store="memory://", fetch_block_private_addresses=True) as rp:
+        with pytest.raises(OpenIDError) as info:
+            rp.begin(url, "http://rp.example/finish", session={})
+        assert rp.clock.now() > 0  # the clock could not be blocked either
+    assert "loopback" in str(info.value)
+    assert server.requests == []
+    assert "cannot be blocked" in caplog.text
