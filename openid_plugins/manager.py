@@ -38,6 +38,8 @@ DEFAULT_PLUGINS = {
     "sreg": "openid_plugins.extensions.sreg",
     "ax": "openid_plugins.extensions.ax",
     "pape": "openid_plugins.extensions.pape",
+    "teams": "openid_plugins.extensions.teams",
+    "profiles": "openid_plugins.profiles",
     "commands": "openid_plugins.commands",
 }
 

@@ -29,6 +29,8 @@ BUILTINS = {
     "sreg",
     "ax",
     "pape",
+    "teams",
+    "profiles",
 }
 
 PLUGIN_PYPROJECT = """
