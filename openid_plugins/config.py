@@ -21,12 +21,16 @@ from .backends import (  # noqa: F401 - re-exported: public names since 0.1
     scheme_of,
     store_schemes,
 )
-from .contracts import Clock, StoreOptions, op_endpoint_urls
+from .contracts import (
+    ASSOCIATION_MODES,
+    Clock,
+    StoreOptions,
+    op_endpoint_urls,
+)
 from .errors import ConfigurationError, PluginError
 from .protocol.limits import FetchSettings
 
 ENV_PREFIX = "OPENID_PLUGINS_"
-ASSOCIATION_MODES = ("background", "inline", "stateless")
 
 @dataclass(frozen=True)
 class Settings:

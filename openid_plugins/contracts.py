@@ -28,6 +28,8 @@ from .errors import ConfigurationError, OpenIDError, PluginError, StoreError
 MAX_SERVER_URL_BYTES = 2047
 #: Association handles are 1..255 printable ASCII characters (section 8.2.1).
 MAX_HANDLE_LENGTH = 255
+#: The ``association`` setting's values, which a ``ProviderProfile`` may also name.
+ASSOCIATION_MODES = ("background", "inline", "stateless")
 
 
 @runtime_checkable
@@ -316,8 +318,6 @@ def op_endpoint_urls(
     return urls
 
 
-#: Association modes a profile may ask for (the ``association`` setting's values).
-PROFILE_ASSOCIATION_MODES = ("background", "inline", "stateless")
 _PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
 
 
@@ -367,10 +367,10 @@ class ProviderProfile:
         op_endpoint_urls([self.op_identifier], f"{what}: op_identifier", PluginError)
         endpoints = op_endpoint_urls(self.op_endpoints, f"{what}: op_endpoints", PluginError)
         object.__setattr__(self, "op_endpoints", endpoints)
-        if self.association is not None and self.association not in PROFILE_ASSOCIATION_MODES:
+        if self.association is not None and self.association not in ASSOCIATION_MODES:
             raise PluginError(
                 f"{what}: association={self.association!r} is not one of"
-                f" {', '.join(PROFILE_ASSOCIATION_MODES)} or None"
+                f" {', '.join(ASSOCIATION_MODES)} or None"
             )
         if self.extensions is not None:
             if isinstance(self.extensions, str):

@@ -74,9 +74,7 @@ def openid_extension_request_args(request: ExtensionRequest) -> ExtensionArgs | 
     if not names:
         return None
     # "lp" is the alias Launchpad and Ubuntu One use; the core picks another if it is taken.
-    return ExtensionArgs(
-        namespace=TEAMS_NS, args={"query_membership": ",".join(names)}, alias="lp"
-    )
+    return ExtensionArgs(namespace=TEAMS_NS, args={"query_membership": ",".join(names)}, alias="lp")
 
 
 @hookimpl
