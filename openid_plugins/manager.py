@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from . import hookspecs
+from .contracts import ProviderProfile
 from .errors import PluginError
 
 log = logging.getLogger("openid_plugins.manager")
@@ -157,3 +158,20 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
         dist, version = getattr(pm, "distributions", {}).get(name, (None, None))
         infos.append(PluginInfo(name, dist, version, hooks))
     return sorted(infos, key=lambda info: info.name)
+
+
+def provider_profiles(pm: pluggy.PluginManager) -> dict[str, ProviderProfile]:
+    """Every provider profile the ``openid_providers`` hook offers, by name.
+
+    When two plugins offer one name, the first pluggy calls (the later registered) wins, so
+    a plugin replaces a built-in profile by offering its name.
+    """
+    profiles: dict[str, ProviderProfile] = {}
+    for offered in pm.hook.openid_providers():
+        for profile in offered or ():
+            if not isinstance(profile, ProviderProfile):
+                raise PluginError(
+                    f"an openid_providers hook returned {profile!r}, not a ProviderProfile"
+                )
+            profiles.setdefault(profile.name, profile)
+    return profiles

@@ -23,7 +23,7 @@ from .contracts import ProviderProfile, Queue, Store, op_endpoint_urls
 from .discoverer import DISCOVERY_CACHE, CachedDiscovery
 from .errors import ConfigurationError, IncorrectClaimError, UntrustedProviderError
 from .extensions.base import ExtensionArgs, ExtensionRequest, ExtensionResponse
-from .manager import check_pending, make_plugin_manager, register
+from .manager import check_pending, make_plugin_manager, provider_profiles, register
 from .protocol import discovery, nonce
 from .protocol.endpoint import Endpoint
 from .protocol.fetch import Fetcher
@@ -198,16 +198,9 @@ class RelyingParty:
         """Every provider profile the plugins offer, by name (``openid_providers`` hook).
 
         When two plugins offer one name, the first pluggy calls (the later registered) wins.
+        Read once; ``PluginError`` when a hook returns something else than profiles.
         """
-        profiles: dict[str, ProviderProfile] = {}
-        for offered in self.pm.hook.openid_providers():
-            for profile in offered or ():
-                if not isinstance(profile, ProviderProfile):
-                    raise ConfigurationError(
-                        f"an openid_providers hook returned {profile!r}, not a ProviderProfile"
-                    )
-                profiles.setdefault(profile.name, profile)
-        return profiles
+        return provider_profiles(self.pm)
 
     def provider(self, name: str) -> ProviderProfile:
         """The profile ``begin(provider=name)`` uses; ``ConfigurationError`` when no plugin

@@ -204,3 +204,4 @@ def test_cli_lists_builtins():
     for name in BUILTINS:
         assert name in out
     assert "Store schemes:" in out and "file" in out
+    assert "Provider profiles" in out and "steam" in out and "ubuntu_one" in out

@@ -27,6 +27,7 @@ from openid_plugins.errors import (
     DiscoveryMismatchError,
     PluginError,
     ReplayAttackError,
+    SetupNeededError,
     UntrustedIdentifierError,
     UntrustedProviderError,
 )
@@ -175,7 +176,7 @@ def test_unknown_provider_names_the_offered_ones(make_rp):
 
 def test_a_hook_returning_something_else_is_refused(make_rp):
     rp = make_rp(plugins=[LocalProfiles("steam")])  # a name, not a ProviderProfile
-    with pytest.raises(ConfigurationError, match="not a ProviderProfile"):
+    with pytest.raises(PluginError, match="not a ProviderProfile"):
         rp.begin(provider="steam", return_to=RETURN_TO, session={})
 
 
@@ -386,6 +387,23 @@ def test_begin_with_the_pinned_op_works_for_any_identifier_it_serves(site, op, b
     assert result.provider is None and result.provider_id is None
 
 
+def test_an_openid1_answer_is_pinned_by_the_session_endpoint(site, op, browser):
+    """OpenID 1.x names no op_endpoint: the OP the session's request went to answers."""
+    session: dict = {}
+    query, back = sign_in(
+        site(),
+        browser,
+        session,
+        user_input=op.openid1_identity(),
+        op_endpoints=[op.endpoint("op1")],
+    )
+    assert "openid.ns" not in query  # 1.x: any op_endpoint field is not read
+    other_site = site(allowed_op_endpoints=["https://a.example/op"])
+    with pytest.raises(UntrustedProviderError, match="allowed_op_endpoints"):
+        other_site.complete(query, back, session=copy.deepcopy(session))
+    assert site().complete(query, back, session=session).claimed_id == op.openid1_identity()
+
+
 def test_pins_are_checked(site, steam):
     rp = site()
     with pytest.raises(ConfigurationError, match="single string"):
@@ -462,6 +480,17 @@ def test_immediate_mode_is_never_attempted_with_ubuntu_one(site, ubuntu):
     with pytest.raises(ConfigurationError, match="immediate"):
         rp.begin(provider="ubuntu_one", return_to=RETURN_TO, session=session, immediate=True)
     assert session == {} and ubuntu.counts == {}
+
+
+def test_why_ubuntu_one_refuses_immediate_mode(make_rp, ubuntu, browser):
+    """Without the profile, an immediate request costs a round trip to learn what the
+    profile already knows: setup is needed."""
+    rp = make_rp(fetch_block_private_addresses=False)
+    session: dict = {}
+    query, back = sign_in(rp, browser, session, user_input=ubuntu.op_identifier_url, immediate=True)
+    assert query["openid.mode"] == "setup_needed"
+    with pytest.raises(SetupNeededError):
+        rp.complete(query, back, session=session)
 
 
 # -- a third-party profile from an installed distribution ----------------------------------
