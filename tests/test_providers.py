@@ -59,27 +59,24 @@ class LocalProfiles:
 
 
 @pytest.fixture(scope="module")
-def steam_server():
-    with SteamLikeProvider(users=(STEAM_ID, "76561198000000001")) as op:
-        yield op
+def lookalikes():
+    with (
+        SteamLikeProvider(users=(STEAM_ID, "76561198000000001")) as steam,
+        UbuntuOneLikeProvider(users=(UBUNTU_ID, "abcd3fg")) as ubuntu,
+    ):
+        yield steam, ubuntu
 
 
 @pytest.fixture
-def steam(steam_server):
-    steam_server.reset()
-    return steam_server
-
-
-@pytest.fixture(scope="module")
-def ubuntu_server():
-    with UbuntuOneLikeProvider(users=(UBUNTU_ID, "abcd3fg")) as op:
-        yield op
+def steam(lookalikes):
+    lookalikes[0].reset()
+    return lookalikes[0]
 
 
 @pytest.fixture
-def ubuntu(ubuntu_server):
-    ubuntu_server.reset()
-    return ubuntu_server
+def ubuntu(lookalikes):
+    lookalikes[1].reset()
+    return lookalikes[1]
 
 
 @pytest.fixture
@@ -301,21 +298,23 @@ def attacker_op(server):
     return server
 
 
-def forged_assertion(session: dict, op_endpoint: str, claimed_id: str) -> dict[str, str]:
-    """What an attacker's OP sends: anything it likes, for the session's return_to."""
+def forged_assertion(session: dict, op_endpoint: str, steam) -> tuple[dict[str, str], str]:
+    """What an attacker's OP sends: the victim's SteamID, for the session's return_to, with
+    a signature its own check_authentication would confirm; and the URL it arrives at."""
     fields = {
         "ns": OPENID2_NS,
         "mode": "id_res",
         "op_endpoint": op_endpoint,
-        "claimed_id": claimed_id,
-        "identity": claimed_id,
+        "claimed_id": steam.identity_url(STEAM_ID),
+        "identity": steam.identity_url(STEAM_ID),
         "return_to": session[SESSION_KEY]["return_to"],
         "response_nonce": nonce_module.make_nonce(time.time()),
         "assoc_handle": STEAM_DUMMY_HANDLE,
         "signed": "signed,op_endpoint,claimed_id,identity,return_to,response_nonce,assoc_handle",
         "sig": "AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     }
-    return {f"openid.{key}": value for key, value in fields.items()}
+    query = {f"openid.{key}": value for key, value in fields.items()}
+    return query, fields["return_to"] + "&" + urlencode(query)
 
 
 @pytest.mark.parametrize("pinned_by", ["provider", "op_endpoints", "settings"])
@@ -334,10 +333,7 @@ def test_an_attacker_op_confirming_everything_is_refused(site, steam, attacker_o
         )
     session: dict = {}
     rp.begin(return_to=RETURN_TO, session=session, association="stateless", **begin)
-    query = forged_assertion(
-        session, attacker_op.url("/openid/login"), steam.identity_url(STEAM_ID)
-    )
-    url = session[SESSION_KEY]["return_to"] + "&" + urlencode(query)
+    query, url = forged_assertion(session, attacker_op.url("/openid/login"), steam)
     with pytest.raises(UntrustedProviderError):
         rp.complete(query, url, session=session)
     assert attacker_op.requests == []
@@ -351,10 +347,7 @@ def test_without_pins_the_attacker_op_still_fails_later(make_rp, steam, attacker
     rp = make_rp(fetch_block_private_addresses=False)
     session: dict = {}
     rp.begin(steam.op_identifier_url, RETURN_TO, session=session, association="stateless")
-    query = forged_assertion(
-        session, attacker_op.url("/openid/login"), steam.identity_url(STEAM_ID)
-    )
-    url = session[SESSION_KEY]["return_to"] + "&" + urlencode(query)
+    query, url = forged_assertion(session, attacker_op.url("/openid/login"), steam)
     with pytest.raises(DiscoveryMismatchError):
         rp.complete(query, url, session=session)
     assert attacker_op.requests == []

@@ -38,7 +38,7 @@ import html
 import secrets
 from collections.abc import Iterable, Mapping
 
-from ..contracts import Association
+from ..contracts import Association, Clock
 from ..errors import IncompleteAnswerError
 from ..protocol.association import HMAC_SHA1, check_signature, sign
 from ..protocol.endpoint import OPENID_2_0_TYPE, OPENID_IDP_2_0_TYPE
@@ -66,35 +66,55 @@ def bare_xrds(service_type: str, uri: str, extension_types: Iterable[str] = ()) 
     return 200, {"Content-Type": "application/xrds+xml"}, body.encode("utf-8")
 
 
-class SteamLikeProvider(DevelopmentProvider):
-    """An OP that answers like steamcommunity.com/openid; users are SteamID64s."""
+class _Lookalike(DevelopmentProvider):
+    """A ``DevelopmentProvider`` at another provider's URL layout, serving bare XRDS."""
 
-    def __init__(self, users: Iterable[str] = ("76561197960287930",), **kwargs: object) -> None:
-        super().__init__(users, **kwargs)  # type: ignore[arg-type]
-        #: response_nonce -> the private secret that signed it (Steam's handle is constant,
-        #: so the nonce is what identifies a response).
-        self._secrets: dict[str, bytes] = {}
+    #: Paths of the OP identifier and the endpoint, and the claimed ids' prefix.
+    OP_IDENTIFIER_PATH = "/"
+    ENDPOINT_PATH = "/openid"
+    ID_PREFIX = "/id/"
+    #: Extension type URIs the XRDS documents list.
+    EXTENSION_TYPES: tuple[str, ...] = ()
 
     @property
     def op_identifier_url(self) -> str:
-        return f"{self.base_url}/openid"
+        return self.base_url + self.OP_IDENTIFIER_PATH
 
     @property
     def endpoint(self) -> str:
-        return f"{self.base_url}/openid/login"
+        return self.base_url + self.ENDPOINT_PATH
 
     def identity_url(self, user: str) -> str:
-        return f"{self.base_url}/openid/id/{self._known(user)}"
+        return self.base_url + self.ID_PREFIX + self._known(user)
 
     def respond(self, method: str, path: str, args: Mapping[str, list[str]]) -> Reply:
-        if path == "/openid/login":
+        if path == self.ENDPOINT_PATH:
             return self._openid(method, args)
-        if path == "/openid":
-            return bare_xrds(OPENID_IDP_2_0_TYPE, self.endpoint)
-        prefix = "/openid/id/"
-        if path.startswith(prefix) and path[len(prefix) :] in self.users:
-            return bare_xrds(OPENID_2_0_TYPE, self.endpoint)
+        if path == self.OP_IDENTIFIER_PATH:
+            return bare_xrds(OPENID_IDP_2_0_TYPE, self.endpoint, self.EXTENSION_TYPES)
+        if path.startswith(self.ID_PREFIX) and path[len(self.ID_PREFIX) :] in self.users:
+            return bare_xrds(OPENID_2_0_TYPE, self.endpoint, self.EXTENSION_TYPES)
         return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"not found\n"
+
+
+class SteamLikeProvider(_Lookalike):
+    """An OP that answers like steamcommunity.com/openid; users are SteamID64s."""
+
+    OP_IDENTIFIER_PATH = "/openid"
+    ENDPOINT_PATH = "/openid/login"
+    ID_PREFIX = "/openid/id/"
+
+    def __init__(
+        self,
+        users: Iterable[str] = ("76561197960287930",),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(users, host, port, clock)
+        #: response_nonce -> the private secret that signed it (Steam's handle is constant,
+        #: so the nonce is what identifies a response).
+        self._secrets: dict[str, bytes] = {}
 
     def _associate(self, message: Message) -> Reply:
         # An error with HTTP 200 and no assoc_type/session_type: nothing to retry with.
@@ -151,36 +171,26 @@ class SteamLikeProvider(DevelopmentProvider):
             self._secrets.clear()
 
 
-class UbuntuOneLikeProvider(DevelopmentProvider):
+class UbuntuOneLikeProvider(_Lookalike):
     """An OP that answers like login.ubuntu.com; user names are the case-sensitive ids."""
 
-    def __init__(self, users: Iterable[str] = ("AbCd3Fg",), **kwargs: object) -> None:
-        super().__init__(users, **kwargs)  # type: ignore[arg-type]
+    OP_IDENTIFIER_PATH = "/"
+    ENDPOINT_PATH = "/+openid"
+    ID_PREFIX = "/+id/"
+    EXTENSION_TYPES = (TEAMS_NS,)
+
+    def __init__(
+        self,
+        users: Iterable[str] = ("AbCd3Fg",),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(users, host, port, clock)
         #: user -> the Launchpad teams they belong to.
         self.teams: dict[str, set[str]] = {user: set() for user in self.users}
         #: When set, sent as ``is_member`` whatever was asked (a buggy or hostile OP).
         self.teams_answer: str | None = None
-
-    @property
-    def op_identifier_url(self) -> str:
-        return f"{self.base_url}/"
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.base_url}/+openid"
-
-    def identity_url(self, user: str) -> str:
-        return f"{self.base_url}/+id/{self._known(user)}"
-
-    def respond(self, method: str, path: str, args: Mapping[str, list[str]]) -> Reply:
-        if path == "/+openid":
-            return self._openid(method, args)
-        if path == "/":
-            return bare_xrds(OPENID_IDP_2_0_TYPE, self.endpoint, (TEAMS_NS,))
-        prefix = "/+id/"
-        if path.startswith(prefix) and path[len(prefix) :] in self.users:
-            return bare_xrds(OPENID_2_0_TYPE, self.endpoint, (TEAMS_NS,))
-        return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"not found\n"
 
     def _checkid(self, message: Message) -> Reply:
         if message.mode == "checkid_immediate" and message.get("return_to"):
