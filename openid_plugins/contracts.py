@@ -351,8 +351,9 @@ class ProviderProfile:
     #: ``begin(immediate=True)`` is then a ``ConfigurationError`` rather than a round trip
     #: whose answer is known in advance.
     immediate: bool = True
-    #: Namespace URIs of the extensions the OP answers; requests for others are left out of
-    #: the message (the OP would ignore them). None sends every extension the site asks for.
+    #: Namespace URIs of the extensions the OP answers (None: unknown), for a site deciding
+    #: what to ask (``profile.speaks(SREG_1_1_NS)``); asking for another is logged, not
+    #: prevented (an OP ignores what it does not know).
     extensions: tuple[str, ...] | None = None
     #: One line for documentation and ``openid-plugins plugins -v``.
     description: str = ""

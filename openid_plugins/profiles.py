@@ -40,7 +40,7 @@ def steam_profile(base: str = STEAM) -> ProviderProfile:
       ``http://`` form Steam issued before 2018 (still found in sites' databases, and a
       claimed id the OP asserts is what re-discovery checks); ``provider_id`` is the
       SteamID64, e.g. ``"76561197960287930"``.
-    - No extensions: Steam returns no profile data (use the Steam Web API with the id).
+    - No extensions: Steam answers none (fetch the persona from the Steam Web API).
     """
     host = re.escape(urlsplit(base).netloc)
     return ProviderProfile(

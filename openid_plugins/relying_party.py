@@ -328,12 +328,13 @@ class RelyingParty:
             items = [contribution] if isinstance(contribution, ExtensionArgs) else contribution
             for args in items or ():
                 if profile is not None and not profile.speaks(args.namespace):
+                    # Sent all the same: an OP ignores what it does not know, and a profile
+                    # that undersells its OP must not silently cost a site its attributes.
                     log.info(
-                        "not asking %s for %s: the provider does not answer it",
+                        "asking %s for %s, which it is not known to answer",
                         profile.name,
                         args.namespace,
                     )
-                    continue
                 message.add_extension(args.namespace, args.args, args.alias)
 
     # -- complete --------------------------------------------------------------------------

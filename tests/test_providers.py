@@ -31,7 +31,7 @@ from openid_plugins.errors import (
     UntrustedIdentifierError,
     UntrustedProviderError,
 )
-from openid_plugins.extensions.sreg import SReg
+from openid_plugins.extensions.sreg import SREG_1_1_NS, SReg
 from openid_plugins.extensions.teams import TEAMS_NS, Teams
 from openid_plugins.profiles import steam_profile, ubuntu_one_profile
 from openid_plugins.protocol import nonce as nonce_module
@@ -227,13 +227,15 @@ def test_a_site_forcing_associations_on_steam_still_signs_in(site, steam, browse
     assert rp.store.get_association(steam.endpoint) is None
 
 
-def test_extensions_steam_does_not_speak_are_not_sent(site, steam, browser):
+def test_extensions_steam_does_not_speak_get_no_answer(site, steam, browser, caplog):
     rp = site()
     session: dict = {}
+    caplog.set_level("INFO", "openid_plugins.relying_party")
     auth = rp.begin(
         provider="steam", return_to=RETURN_TO, session=session, extensions=[SReg(["email"])]
     )
-    assert not any(key.startswith("ns.") for key in auth.message.fields)
+    assert auth.message.get_args(SREG_1_1_NS) == {"required": "email"}
+    assert "not known to answer" in caplog.text
     back = browser.visit_op(auth)
     assert rp.complete(query_of(back), back, session=session).sreg == {}
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..contracts import Association, Clock, ProviderProfile, Store
 from ..errors import (
     CancelledError,
+    ConfigurationError,
     DiscoveryMismatchError,
     FetchError,
     IncompleteAnswerError,
@@ -348,8 +349,14 @@ class AssertionVerifier:
                     f" {by} does not accept: it is refused unchecked"
                 )
         name = session.get("provider")
-        if not name or self.provider_profile is None:
+        if name is None:
             return None
+        if not isinstance(name, str) or self.provider_profile is None:
+            # Never skip a profile's checks: a verifier that cannot look one up refuses.
+            raise ConfigurationError(
+                f"this sign-in was started with provider {name!r} and no provider profile"
+                " lookup was given to the verifier"
+            )
         profile = self.provider_profile(name)
         claimed_id = message.get("claimed_id")
         if claimed_id is not None and profile.read_claimed_id(claimed_id) is None:
