@@ -16,6 +16,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
+import requests
 from conftest import REALM, RETURN_TO, query_of
 from distributions import install_distribution
 
@@ -178,6 +179,29 @@ def test_a_hook_returning_something_else_is_refused(make_rp):
 
 
 # -- Sign in with Steam --------------------------------------------------------------------
+
+
+def test_the_steam_lookalike_answers_as_steam_does(steam):
+    """The public behaviour the lookalike reproduces, checked on the wire."""
+    xrds = requests.get(steam.op_identifier_url, timeout=5)
+    assert xrds.headers["Content-Type"] == "application/xrds+xml"
+    assert "auth/2.0/server" in xrds.text and "LocalID" not in xrds.text
+    claimed = requests.get(steam.identity_url(STEAM_ID), timeout=5).text
+    assert "auth/2.0/signon" in claimed and "LocalID" not in claimed
+    refusal = requests.post(
+        steam.endpoint,
+        data={
+            "openid.ns": OPENID2_NS,
+            "openid.mode": "associate",
+            "openid.assoc_type": "HMAC-SHA256",
+            "openid.session_type": "DH-SHA256",
+            "openid.dh_consumer_public": "AQ==",
+        },
+        timeout=5,
+    )
+    assert refusal.status_code == 200
+    assert "assoc_type" not in refusal.text and "session_type" not in refusal.text
+    assert "error:" in refusal.text
 
 
 def test_steam_login_returns_the_steam_id(site, steam, browser):
