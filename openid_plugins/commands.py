@@ -31,7 +31,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .backends import queue_schemes, store_schemes
-    from .manager import plugin_infos
+    from .manager import plugin_infos, provider_profiles
 
     pm = args.pm
     out = sys.stdout
@@ -44,6 +44,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 out.write(f"      {hook}\n")
     out.write(f"Store schemes: {', '.join(store_schemes(pm))}\n")
     out.write(f"Queue schemes: {', '.join(queue_schemes(pm))}\n")
+    out.write("Provider profiles (begin(provider=...)):\n")
+    for name, profile in sorted(provider_profiles(pm).items()):
+        out.write(f"  {name:<16} {profile.description or profile.op_identifier}\n")
     settings = settings_from(args)
     out.write(f"Configured store: {settings.store_url()}\n")
     out.write(f"Configured queue: {settings.queue_url()}\n")

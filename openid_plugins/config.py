@@ -21,12 +21,16 @@ from .backends import (  # noqa: F401 - re-exported: public names since 0.1
     scheme_of,
     store_schemes,
 )
-from .contracts import Clock, StoreOptions
+from .contracts import (
+    ASSOCIATION_MODES,
+    Clock,
+    StoreOptions,
+    op_endpoint_urls,
+)
 from .errors import ConfigurationError, PluginError
 from .protocol.limits import FetchSettings
 
 ENV_PREFIX = "OPENID_PLUGINS_"
-ASSOCIATION_MODES = ("background", "inline", "stateless")
 
 @dataclass(frozen=True)
 class Settings:
@@ -53,6 +57,10 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     #: Backend-specific options, passed to store/queue plugins as ``StoreOptions.extra``.
     store_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The only OP endpoints this site accepts assertions from (empty: any OP). A site that
+    #: signs users in with one provider lists its endpoint here, so an assertion from any
+    #: other OP is refused before it costs anything (``UntrustedProviderError``).
+    allowed_op_endpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.association not in ASSOCIATION_MODES:
@@ -63,6 +71,9 @@ class Settings:
             raise ConfigurationError(f"fetcher={self.fetcher!r} is not 'none' or 'thread'")
         if self.nonce_skew <= 0:
             raise ConfigurationError("nonce_skew must be a positive number of seconds")
+        if self.allowed_op_endpoints:
+            urls = op_endpoint_urls(self.allowed_op_endpoints, "allowed_op_endpoints")
+            object.__setattr__(self, "allowed_op_endpoints", urls)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:
@@ -124,6 +135,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     kind = str(annotation)
     if not isinstance(value, str):
         return value
+    if kind.startswith("tuple[str"):
+        # The environment's form of a list: comma-separated, blanks ignored.
+        return tuple(item.strip() for item in value.split(",") if item.strip())
     try:
         if kind.startswith("float"):
             return float(value)

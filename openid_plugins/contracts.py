@@ -1,5 +1,6 @@
 """What a backend implements: the ``Store``, ``Queue`` and ``Clock`` interfaces and the records
-they keep. ``openid_plugins.testing.contract`` is the executable definition of these contracts:
+they keep; and the ``ProviderProfile`` a provider plugin describes an OP with.
+``openid_plugins.testing.contract`` is the executable definition of the backend contracts:
 a backend that passes it is correct.
 
 Times are POSIX seconds (floats are fine) read from the configured clock, never from ``time``
@@ -11,19 +12,24 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
-from .errors import OpenIDError, PluginError, StoreError
+from .errors import ConfigurationError, OpenIDError, PluginError, StoreError
 
 #: Maximum length of an OP endpoint URL we accept anywhere (OpenID 2.0 section 5.2.1 bounds
 #: indirect messages to 2047 bytes; no usable endpoint is longer).
 MAX_SERVER_URL_BYTES = 2047
 #: Association handles are 1..255 printable ASCII characters (section 8.2.1).
 MAX_HANDLE_LENGTH = 255
+#: The ``association`` setting's values, which a ``ProviderProfile`` may also name.
+ASSOCIATION_MODES = ("background", "inline", "stateless")
 
 
 @runtime_checkable
@@ -288,3 +294,108 @@ class Backend:
         if isinstance(self.schemes, str) or not self.schemes:
             raise PluginError("Backend.schemes must be a non-empty tuple of scheme names")
         object.__setattr__(self, "schemes", tuple(s.lower() for s in self.schemes))
+
+
+def op_endpoint_urls(
+    values: Iterable[str], what: str, error: type[OpenIDError] = ConfigurationError
+) -> tuple[str, ...]:
+    """A list of OP endpoint URLs to pin, checked: absolute http(s) URLs, at least one.
+
+    They are compared with ``openid.op_endpoint`` exactly, as 11.2 compares it with the
+    discovered endpoint, so write each as the OP's XRDS names it.
+    """
+    if isinstance(values, str):
+        raise error(f"{what} must be a list of URLs, not the single string {values!r}")
+    urls = tuple(values)
+    if not urls:
+        raise error(f"{what} names no OP endpoint")
+    for url in urls:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise error(f"{what}: {url!r} is not an absolute http(s) URL")
+        if len(url.encode()) > MAX_SERVER_URL_BYTES:
+            raise error(f"{what}: {url[:60]!r}... is longer than {MAX_SERVER_URL_BYTES} bytes")
+    return urls
+
+
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    """An OpenID provider a site offers by name, announced by the ``openid_providers`` hook:
+    ``rp.begin(provider="steam", return_to=..., session=...)``.
+
+    A profile turns what every integration of a big OP re-implements by hand into one
+    choice: the sign-in starts with directed identity at the OP identifier, the OP
+    endpoints are pinned (``complete()`` refuses an assertion from any other before doing
+    anything else), the claimed identifier must have the OP's form (checked before any
+    discovery), and ``AuthResult.provider_id`` is the user's id at that provider.
+    """
+
+    #: What sites pass as ``begin(provider=...)``: lower-case letters, digits, ``_.-``.
+    name: str
+    #: The OP identifier discovery starts from (7.3.1: an XRDS with the server type).
+    op_identifier: str
+    #: The OP endpoint URLs assertions may come from, exactly as the OP's XRDS names them.
+    op_endpoints: tuple[str, ...]
+    #: A regular expression the whole claimed identifier must match (``re.fullmatch``, case
+    #: sensitive). Its group ``id``, when it has one, is ``AuthResult.provider_id``;
+    #: otherwise the whole claimed identifier is.
+    claimed_id_pattern: str
+    #: The association mode that works with this OP (``"stateless"`` for one that refuses
+    #: every association); None leaves the site's ``association`` setting in charge. A
+    #: site's explicit ``begin(association=...)`` still wins.
+    association: str | None = None
+    #: False for an OP that answers every ``checkid_immediate`` with setup_needed:
+    #: ``begin(immediate=True)`` is then a ``ConfigurationError`` rather than a round trip
+    #: whose answer is known in advance.
+    immediate: bool = True
+    #: Namespace URIs of the extensions the OP answers (None: unknown), for a site deciding
+    #: what to ask (``profile.speaks(SREG_1_1_NS)``); asking for another is logged, not
+    #: prevented (an OP ignores what it does not know).
+    extensions: tuple[str, ...] | None = None
+    #: One line for documentation and ``openid-plugins plugins -v``.
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _PROFILE_NAME.match(self.name):
+            raise PluginError(
+                f"ProviderProfile.name {self.name!r} must be 1-64 lower-case letters, digits"
+                " or _.- (it is what sites pass as begin(provider=...))"
+            )
+        what = f"provider profile {self.name!r}"
+        op_endpoint_urls([self.op_identifier], f"{what}: op_identifier", PluginError)
+        endpoints = op_endpoint_urls(self.op_endpoints, f"{what}: op_endpoints", PluginError)
+        object.__setattr__(self, "op_endpoints", endpoints)
+        if self.association is not None and self.association not in ASSOCIATION_MODES:
+            raise PluginError(
+                f"{what}: association={self.association!r} is not one of"
+                f" {', '.join(ASSOCIATION_MODES)} or None"
+            )
+        if self.extensions is not None:
+            if isinstance(self.extensions, str):
+                raise PluginError(f"{what}: extensions must be a tuple of namespace URIs")
+            object.__setattr__(self, "extensions", tuple(self.extensions))
+        try:
+            self.claimed_id_regex  # noqa: B018 - compiled now, so a bad pattern fails at load
+        except (re.error, TypeError) as exc:
+            raise PluginError(f"{what}: claimed_id_pattern does not compile: {exc}") from exc
+
+    @cached_property
+    def claimed_id_regex(self) -> re.Pattern[str]:
+        return re.compile(self.claimed_id_pattern)
+
+    def read_claimed_id(self, claimed_id: str) -> str | None:
+        """The user's id at this provider, or None when ``claimed_id`` is not of the form
+        this provider issues (another host, another path, a fragment, a wrong case)."""
+        if len(claimed_id) > MAX_SERVER_URL_BYTES:
+            return None
+        match = self.claimed_id_regex.fullmatch(claimed_id)
+        if match is None:
+            return None
+        return match.group("id") if "id" in self.claimed_id_regex.groupindex else claimed_id
+
+    def speaks(self, namespace: str) -> bool:
+        """Whether the OP answers the extension with this namespace URI."""
+        return self.extensions is None or namespace in self.extensions

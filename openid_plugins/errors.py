@@ -160,6 +160,20 @@ class TookTooLongError(AuthenticationError):
     """The response nonce is outside the allowed clock skew, or the login took too long."""
 
 
+class UntrustedProviderError(AuthenticationError):
+    """The OP is not one this site (``allowed_op_endpoints``), this sign-in
+    (``begin(op_endpoints=...)``) or its provider profile accepts. ``complete()`` raises it
+    before anything else, so an assertion from an unlisted OP costs no discovery, no
+    signature check and no request to that OP; ``begin()`` raises it for an identifier
+    whose discovered OP is not listed."""
+
+
+class UntrustedIdentifierError(DiscoveryMismatchError):
+    """The claimed identifier does not have the form the sign-in's provider profile says
+    its OP issues (a Steam assertion naming an identifier on another host): refused before
+    any discovery, so the identifier's host is never contacted."""
+
+
 class PolicyError(AuthenticationError):
     """An extension policy was violated (e.g. PAPE max_auth_age)."""
 

@@ -18,7 +18,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .config import FetchSettings
-    from .contracts import Backend, Clock, Queue, Store, StoreOptions
+    from .contracts import Backend, Clock, ProviderProfile, Queue, Store, StoreOptions
     from .extensions.base import ExtensionArgs, ExtensionRequest, ExtensionResponse
     from .protocol.endpoint import Endpoint
 
@@ -109,6 +109,22 @@ def openid_extension_response(response: ExtensionResponse) -> Mapping[str, Any] 
     unsigned ones are never visible (the unsigned-attribute attack). Return a mapping
     ``{name: value}`` merged into ``result.extensions`` (e.g. ``{"sreg": {...}}``). Raise a
     ``PolicyError`` to reject the assertion (e.g. PAPE max_auth_age exceeded).
+    """
+
+
+# -- provider profiles ---------------------------------------------------------------------
+
+
+@hookspec
+def openid_providers() -> Iterable[ProviderProfile]:
+    """The OpenID providers this plugin offers by name, one ``ProviderProfile`` each.
+
+    ``rp.begin(provider=profile.name, ...)`` starts directed identity at
+    ``profile.op_identifier``, pins ``profile.op_endpoints`` and checks claimed identifiers
+    against ``profile.claimed_id_pattern``. The core asks once per ``RelyingParty``. When
+    two plugins offer one name, the one pluggy calls first wins (registered later, or
+    ``tryfirst``), so a plugin can replace a built-in profile (a test pointing ``steam`` at
+    a local OP, a site with a private mirror).
     """
 
 

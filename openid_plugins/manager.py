@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from . import hookspecs
+from .contracts import ProviderProfile
 from .errors import PluginError
 
 log = logging.getLogger("openid_plugins.manager")
@@ -38,6 +39,8 @@ DEFAULT_PLUGINS = {
     "sreg": "openid_plugins.extensions.sreg",
     "ax": "openid_plugins.extensions.ax",
     "pape": "openid_plugins.extensions.pape",
+    "teams": "openid_plugins.extensions.teams",
+    "profiles": "openid_plugins.profiles",
     "commands": "openid_plugins.commands",
 }
 
@@ -155,3 +158,20 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
         dist, version = getattr(pm, "distributions", {}).get(name, (None, None))
         infos.append(PluginInfo(name, dist, version, hooks))
     return sorted(infos, key=lambda info: info.name)
+
+
+def provider_profiles(pm: pluggy.PluginManager) -> dict[str, ProviderProfile]:
+    """Every provider profile the ``openid_providers`` hook offers, by name.
+
+    When two plugins offer one name, the first pluggy calls (the later registered) wins, so
+    a plugin replaces a built-in profile by offering its name.
+    """
+    profiles: dict[str, ProviderProfile] = {}
+    for offered in pm.hook.openid_providers():
+        for profile in offered or ():
+            if not isinstance(profile, ProviderProfile):
+                raise PluginError(
+                    f"an openid_providers hook returned {profile!r}, not a ProviderProfile"
+                )
+            profiles.setdefault(profile.name, profile)
+    return profiles

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,11 +19,11 @@ import pluggy
 
 from . import config
 from .associator import Associator
-from .contracts import Queue, Store
+from .contracts import ProviderProfile, Queue, Store, op_endpoint_urls
 from .discoverer import DISCOVERY_CACHE, CachedDiscovery
-from .errors import ConfigurationError, IncorrectClaimError
+from .errors import ConfigurationError, IncorrectClaimError, UntrustedProviderError
 from .extensions.base import ExtensionArgs, ExtensionRequest, ExtensionResponse
-from .manager import check_pending, make_plugin_manager, register
+from .manager import check_pending, make_plugin_manager, provider_profiles, register
 from .protocol import discovery, nonce
 from .protocol.endpoint import Endpoint
 from .protocol.fetch import Fetcher
@@ -115,6 +115,8 @@ class RelyingParty:
             nonce_skew=self.settings.nonce_skew,
             max_login_delay=self.settings.max_login_delay,
             parse_extensions=self._parse_extensions,
+            allowed_op_endpoints=self.settings.allowed_op_endpoints,
+            provider_profile=self.provider,
         )
         self._thread = None
         if self.settings.fetcher == "thread" and self.settings.association == "background":
@@ -189,6 +191,28 @@ class RelyingParty:
                 merged.update(part)
         return merged
 
+    # -- provider profiles -----------------------------------------------------------------
+
+    @cached_property
+    def providers(self) -> Mapping[str, ProviderProfile]:
+        """Every provider profile the plugins offer, by name (``openid_providers`` hook).
+
+        When two plugins offer one name, the first pluggy calls (the later registered) wins.
+        Read once; ``PluginError`` when a hook returns something else than profiles.
+        """
+        return provider_profiles(self.pm)
+
+    def provider(self, name: str) -> ProviderProfile:
+        """The profile ``begin(provider=name)`` uses; ``ConfigurationError`` when no plugin
+        offers one by that name."""
+        profile = self.providers.get(name)
+        if profile is None:
+            offered = ", ".join(sorted(self.providers)) or "none"
+            raise ConfigurationError(
+                f"no plugin offers a provider profile named {name!r} (offered: {offered})"
+            )
+        return profile
+
     # -- begin -----------------------------------------------------------------------------
 
     def discover(self, user_input: str) -> discovery.DiscoveryResult:
@@ -197,22 +221,46 @@ class RelyingParty:
 
     def begin(
         self,
-        user_input: str,
-        return_to: str,
+        user_input: str | None = None,
+        return_to: str | None = None,
         realm: str | None = None,
         *,
         session: MutableMapping[str, Any],
         immediate: bool = False,
         extensions: Iterable[object] = (),
         association: str | None = None,
+        provider: str | None = None,
+        op_endpoints: Iterable[str] | None = None,
     ) -> AuthRequest:
         """Discover the user's OP and build the authentication request (section 9).
 
         ``association`` overrides the configured association mode for this sign-in
         (``"stateless"`` to use no association, for an OP whose associations misbehave).
-        Raises ``IncorrectURIError`` for input that cannot be normalized and
-        ``IncorrectClaimError`` when discovery finds no usable OP.
+        ``provider`` names a provider profile (``"steam"``, ``"ubuntu_one"``, or one a plugin
+        adds): without ``user_input`` the sign-in starts with directed identity at its OP
+        identifier, and its endpoints, association mode and claimed-identifier form apply.
+        ``op_endpoints`` pins this sign-in to those OP endpoints (with a profile: to those
+        of its endpoints); ``complete()`` then refuses any other OP, as it always refuses
+        one missing from the ``allowed_op_endpoints`` setting.
+
+        Raises ``IncorrectURIError`` for input that cannot be normalized,
+        ``IncorrectClaimError`` when discovery finds no usable OP and
+        ``UntrustedProviderError`` when it finds only OPs that are not accepted.
         """
+        if return_to is None:
+            raise ConfigurationError("begin() needs return_to, where the OP sends the user back")
+        profile = self.provider(provider) if provider is not None else None
+        pins = _sign_in_pins(profile, op_endpoints)
+        if profile is not None:
+            if immediate and not profile.immediate:
+                raise ConfigurationError(
+                    f"provider {profile.name!r} answers every immediate request with"
+                    " setup_needed; call begin() without immediate=True"
+                )
+            user_input = profile.op_identifier if user_input is None else user_input
+            association = profile.association if association is None else association
+        if user_input is None:
+            raise ConfigurationError("begin() needs the user's identifier or provider=")
         if association is not None and association not in config.ASSOCIATION_MODES:
             raise ConfigurationError(
                 f"association={association!r} is not one of {', '.join(config.ASSOCIATION_MODES)}"
@@ -225,7 +273,13 @@ class RelyingParty:
         endpoints = [e for e in result.endpoints if urlsplit(e.server_url).scheme in _SCHEMES]
         if not endpoints:
             raise IncorrectClaimError(f"no usable OpenID endpoint was found for {user_input!r}")
-        endpoint = endpoints[0]
+        accepted = [e for e in endpoints if self._accepts(e.server_url, pins)]
+        if not accepted:
+            raise UntrustedProviderError(
+                f"{user_input!r} is served by {', '.join(e.server_url for e in endpoints)},"
+                " not by an OP endpoint this site or sign-in accepts"
+            )
+        endpoint = accepted[0]
         assoc = self.associator.association_for_login(endpoint, association)
         extensions = tuple(extensions)
         now = self.clock.now()
@@ -240,6 +294,10 @@ class RelyingParty:
         }
         if association == "stateless":
             state["stateless"] = True
+        if pins is not None:
+            state["op_endpoints"] = list(pins)
+        if profile is not None:
+            state["provider"] = profile.name
         # Our own nonce in return_to, which the OP signs, binds the answer to this session:
         # complete() refuses an answer from another sign-in, such as an attacker's own
         # delivered to a victim's browser (login CSRF). OpenID 1.x, which has no
@@ -253,14 +311,30 @@ class RelyingParty:
             immediate=immediate,
             assoc_handle=assoc.handle if assoc is not None else None,
         )
-        self._add_extensions(message, ExtensionRequest(extensions=extensions, endpoint=endpoint))
+        self._add_extensions(
+            message, ExtensionRequest(extensions=extensions, endpoint=endpoint), profile
+        )
         session[SESSION_KEY] = state
         return AuthRequest(message=message, endpoint=endpoint, association=assoc)
 
-    def _add_extensions(self, message: Message, request: ExtensionRequest) -> None:
+    def _accepts(self, server_url: str, pins: tuple[str, ...] | None) -> bool:
+        allowed = self.settings.allowed_op_endpoints
+        return (not allowed or server_url in allowed) and (pins is None or server_url in pins)
+
+    def _add_extensions(
+        self, message: Message, request: ExtensionRequest, profile: ProviderProfile | None
+    ) -> None:
         for contribution in self.pm.hook.openid_extension_request_args(request=request):
             items = [contribution] if isinstance(contribution, ExtensionArgs) else contribution
             for args in items or ():
+                if profile is not None and not profile.speaks(args.namespace):
+                    # Sent all the same: an OP ignores what it does not know, and a profile
+                    # that undersells its OP must not silently cost a site its attributes.
+                    log.info(
+                        "asking %s for %s, which it is not known to answer",
+                        profile.name,
+                        args.namespace,
+                    )
                 message.add_extension(args.namespace, args.args, args.alias)
 
     # -- complete --------------------------------------------------------------------------
@@ -284,6 +358,24 @@ class RelyingParty:
         result = self.verifier.verify(query, current_url, state, stateless=stateless)
         session.pop(SESSION_KEY, None)
         return result
+
+
+def _sign_in_pins(
+    profile: ProviderProfile | None, op_endpoints: Iterable[str] | None
+) -> tuple[str, ...] | None:
+    """The OP endpoints one sign-in is pinned to (None: not pinned beyond the settings)."""
+    pins = None if op_endpoints is None else op_endpoint_urls(op_endpoints, "op_endpoints")
+    if profile is None:
+        return pins
+    if pins is None:
+        return profile.op_endpoints
+    common = tuple(url for url in pins if url in profile.op_endpoints)
+    if not common:
+        raise ConfigurationError(
+            f"op_endpoints {list(pins)} names none of provider {profile.name!r}'s endpoints"
+            f" ({', '.join(profile.op_endpoints)})"
+        )
+    return common
 
 
 @lru_cache(maxsize=64)

@@ -36,6 +36,8 @@ BUILTINS = {
     "sreg",
     "ax",
     "pape",
+    "teams",
+    "profiles",
 }
 
 PLUGIN_PYPROJECT = """
@@ -272,3 +274,14 @@ def test_blocking_the_old_guard_plugin_leaves_the_guard_on(server, monkeypatch, 
     assert "loopback" in str(info.value)
     assert server.requests == []
     assert "cannot be blocked" in caplog.text
+
+
+
+def test_cli_lists_provider_profiles():
+    out = subprocess.run(
+        [sys.executable, "-m", "openid_plugins", "plugins"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "Provider profiles" in out and "steam" in out and "ubuntu_one" in out

@@ -1,7 +1,9 @@
 """Verifying responses to authentication requests (OpenID 2.0 sections 10 and 11), whole.
 
 ``AssertionVerifier`` runs every check in this order, cheapest first, and stores nothing
-until all have passed: the mode (10.2, 1.1 section 4.2.2), fields present, return_to
+until all have passed: the mode (10.2, 1.1 section 4.2.2), the pins (the OP endpoint among
+those the site and the sign-in accept, the claimed identifier of the provider profile's
+form), fields present, return_to
 (11.1), login delay, nonce format and skew (11.3), discovered information (11.2), the
 signature (11.4, with an association or by asking the OP), extensions, and last the
 nonce's single use (11.3). It is built from plain collaborators - a store, an association
@@ -12,14 +14,15 @@ and no settings object; the relying party wires it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from ..contracts import Association, Clock, Store
+from ..contracts import Association, Clock, ProviderProfile, Store
 from ..errors import (
     CancelledError,
+    ConfigurationError,
     DiscoveryMismatchError,
     FetchError,
     IncompleteAnswerError,
@@ -32,6 +35,8 @@ from ..errors import (
     SetupNeededError,
     SignatureError,
     TookTooLongError,
+    UntrustedIdentifierError,
+    UntrustedProviderError,
 )
 from . import nonce
 from .association import check_signature
@@ -188,6 +193,11 @@ class AuthResult:
     #: "association" when checked with a shared secret, "check_authentication" when the OP
     #: confirmed the signature (stateless mode).
     verified_by: str = "association"
+    #: The provider profile the sign-in was started with (``begin(provider=...)``), if any.
+    provider: str | None = None
+    #: The user's id at that provider, read from the claimed identifier by the profile's
+    #: pattern (Steam: the 64-bit SteamID as a string; ``int(result.provider_id)``).
+    provider_id: str | None = None
 
     @property
     def sreg(self) -> Mapping[str, str]:
@@ -220,6 +230,8 @@ Post = Callable[[str, Mapping[str, str]], FetchResponse]
 ParseExtensions = Callable[
     [Message, frozenset[str], Endpoint, tuple[Any, ...]], Mapping[str, Any]
 ]
+#: The provider profile of a name kept in the session by ``begin(provider=...)``.
+ProfileLookup = Callable[[str], ProviderProfile]
 
 
 class AssertionVerifier:
@@ -236,6 +248,8 @@ class AssertionVerifier:
         nonce_skew: float,
         max_login_delay: float,
         parse_extensions: ParseExtensions,
+        allowed_op_endpoints: Collection[str] = (),
+        provider_profile: ProfileLookup | None = None,
     ) -> None:
         self.store = store
         self.associations = associations
@@ -245,6 +259,8 @@ class AssertionVerifier:
         self.nonce_skew = nonce_skew
         self.max_login_delay = max_login_delay
         self.parse_extensions = parse_extensions
+        self.allowed_op_endpoints = frozenset(allowed_op_endpoints)
+        self.provider_profile = provider_profile
 
     def verify(
         self,
@@ -294,19 +310,69 @@ class AssertionVerifier:
             )
         if mode != "id_res":
             raise IncompleteAnswerError(f"unexpected openid.mode {mode!r} in the response")
+        profile = self._check_pins(message, state)
         if not isinstance(state, Mapping) or not {"endpoint", "return_to"} <= state.keys():
             raise MissingSessionError(
                 "no sign-in was started in this session (call begin() first; are cookies on?)"
             )
         try:
-            return self._verify(message, current_url, state, stateless)
+            return self._verify(message, current_url, state, stateless, profile)
         except ProtocolError as exc:
             # A signed field with no KV form (4.1.1) or a malformed extension namespace
             # (section 12): the answer is malformed, whichever check notices it.
             raise IncompleteAnswerError(f"malformed OpenID response: {exc}") from exc
 
+    def _check_pins(self, message: Message, state: Any) -> ProviderProfile | None:
+        """The OP endpoint must be one the site (``allowed_op_endpoints``) and this sign-in
+        (``begin(op_endpoints=...)`` or its provider profile) accept, and the claimed
+        identifier of the form the profile says its OP issues; return that profile.
+
+        Checked before anything else: an assertion from an OP nobody pinned costs no
+        discovery, no signature check and no request to the OP that sent it (which may
+        answer ``is_valid:true`` to anything), and an identifier on another host is never
+        fetched. An absent field is left to ``check_fields``.
+        """
+        session = state if isinstance(state, Mapping) else {}
+        if message.is_openid2:
+            op_endpoint = message.get("op_endpoint")
+        else:  # 1.x names no OP: the one this session's request went to answers
+            endpoint = session.get("endpoint")
+            op_endpoint = endpoint.get("server_url") if isinstance(endpoint, Mapping) else None
+        pinned = session.get("op_endpoints")
+        for allowed, by in (
+            (self.allowed_op_endpoints, "this site (allowed_op_endpoints)"),
+            (pinned, "this sign-in (begin(op_endpoints=...) or its provider profile)"),
+        ):
+            if op_endpoint is not None and allowed and op_endpoint not in allowed:
+                raise UntrustedProviderError(
+                    f"the assertion comes from {op_endpoint[:200]!r}, an OP endpoint"
+                    f" {by} does not accept: it is refused unchecked"
+                )
+        name = session.get("provider")
+        if name is None:
+            return None
+        if not isinstance(name, str) or self.provider_profile is None:
+            # Never skip a profile's checks: a verifier that cannot look one up refuses.
+            raise ConfigurationError(
+                f"this sign-in was started with provider {name!r} and no provider profile"
+                " lookup was given to the verifier"
+            )
+        profile = self.provider_profile(name)
+        claimed_id = message.get("claimed_id")
+        if claimed_id is not None and profile.read_claimed_id(claimed_id) is None:
+            raise UntrustedIdentifierError(
+                f"the claimed identifier {claimed_id[:200]!r} is not of the form provider"
+                f" {name!r} issues: it is refused without discovery"
+            )
+        return profile
+
     def _verify(
-        self, message: Message, current_url: str, state: Mapping[str, Any], stateless: bool
+        self,
+        message: Message,
+        current_url: str,
+        state: Mapping[str, Any],
+        stateless: bool,
+        profile: ProviderProfile | None,
     ) -> AuthResult:
         now = self.clock.now()
         check_fields(message)
@@ -365,6 +431,8 @@ class AssertionVerifier:
             signed_fields={key: message[key] for key in signed},
             extensions=extensions,
             verified_by=verified_by,
+            provider=profile.name if profile is not None else None,
+            provider_id=profile.read_claimed_id(claimed_id or "") if profile is not None else None,
         )
 
     def _verify_discovered_2(

@@ -454,8 +454,7 @@ class DevelopmentProvider:
         if invalidated:
             fields["invalidate_handle"] = invalidated
         response = Message(fields)
-        self._add_sreg(request, response, user)
-        self._add_ax(request, response, user)
+        self._add_extensions(request, response, user)
         # 10.1: at least these, plus every extension field (ns.<alias>, <alias>.<key>).
         if openid2:
             base = ["op_endpoint", "claimed_id", "identity", "return_to", "response_nonce"]
@@ -477,6 +476,12 @@ class DevelopmentProvider:
                 return stored.association, None
         secret = secrets.token_bytes(_KEY_SIZES[HMAC_SHA256])
         return self._new_association(HMAC_SHA256, secret, shared=False), handle or None
+
+    def _add_extensions(self, request: Message, response: Message, user: str) -> None:
+        """The extension answers, added before signing (an OP built on this one adds its
+        own here)."""
+        self._add_sreg(request, response, user)
+        self._add_ax(request, response, user)
 
     def _add_sreg(self, request: Message, response: Message, user: str) -> None:
         """SREG 1.0 section 4: only requested fields, under the namespace the RP used."""
