@@ -191,7 +191,10 @@ class Associator:
 
         started = time.perf_counter()
         try:
-            association = negotiate(server_url, post, self.clock, openid2=bool(openid2))
+            # One scope: the retries of one negotiation may share a connection, closed at
+            # the end (inside begin()'s scope, inline, this joins it and its budget).
+            with self.fetcher.scope():
+                association = negotiate(server_url, post, self.clock, openid2=bool(openid2))
         except AssociationRefusedError as exc:
             self.store.cache_set(
                 REFUSED, server_url, {"reason": str(exc)}, self.settings.refusal_ttl

@@ -48,6 +48,11 @@ class FetchRefusedError(FetchError):
     """The fetch policy refused a URL before any connection was made (e.g. SSRF guard)."""
 
 
+class FetchTimeoutError(FetchError):
+    """A fetch did not complete in time: connect, read or total timeout, or the budget of a
+    user-facing call (``fetch_user_timeout``)."""
+
+
 class ResponseTooLargeError(FetchError):
     """A response exceeded the configured maximum size and was cut off."""
 

@@ -1,0 +1,103 @@
+"""An OP whose HTTP server handles one HTTP/1.1 keep-alive connection at a time (Perl's
+``HTTP::Daemon``, the usual server of Net::OpenID::Server setups, many embedded servers).
+
+While any client holds an idle connection to such a server, nobody else is served. A
+relying party that pooled its discovery or ``associate`` connection across the user's
+round trip made every login hang at the OP (issue 14). Each login below must complete in
+every association mode; the browser, the relying party and the background fetcher all talk
+to the same one-connection server. The browser and the whole test are bounded, so a
+regression fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from conftest import REALM, RETURN_TO, query_of
+
+from openid_plugins.fetcher import BackgroundFetcher
+from openid_plugins.testing.python3_openid_op import Python3OP
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def single_op():
+    op = Python3OP(single_connection=True).start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def op1(single_op):
+    single_op.reset()
+    return single_op
+
+
+def visit_op(auth) -> str:
+    """The user's browser at the OP: one request, its connection closed after (a browser
+    keeping it idle would block this server for everyone, the relying party included)."""
+    headers = {"Connection": "close"}
+    if auth.needs_form:
+        response = requests.post(
+            auth.endpoint.server_url,
+            data=auth.message.to_post_args(),
+            headers=headers,
+            allow_redirects=False,
+            timeout=10,
+        )
+    else:
+        response = requests.get(
+            auth.redirect_url, headers=headers, allow_redirects=False, timeout=10
+        )
+    assert response.status_code in (302, 303), response.text
+    return response.headers["Location"]
+
+
+def login(rp, identifier):
+    session: dict = {}
+    auth = rp.begin(identifier, RETURN_TO, REALM, session=session)
+    back = visit_op(auth)
+    return auth, rp.complete(query_of(back), back, session=session)
+
+
+def make(make_rp, association):
+    return make_rp(association=association, fetch_block_private_addresses=False)
+
+
+def test_inline_association(op1, make_rp):
+    rp = make(make_rp, "inline")
+    auth, result = login(rp, op1.identity())
+    assert auth.association is not None
+    assert result.verified_by == "association"
+    assert result.claimed_id == op1.identity()
+    _, again = login(rp, op1.xrds_identity())
+    assert again.verified_by == "association"
+    assert op1.counts["associate"] == 1
+
+
+def test_stateless(op1, make_rp):
+    rp = make(make_rp, "stateless")
+    _, result = login(rp, op1.identity())
+    assert result.verified_by == "check_authentication"
+    assert op1.counts["check_authentication"] == 1
+
+
+def test_background_association_then_login_with_it(op1, make_rp):
+    rp = make(make_rp, "background")
+    auth, first = login(rp, op1.identity())
+    assert auth.association is None
+    assert first.verified_by == "check_authentication"
+    stats = BackgroundFetcher(rp.associator, rp.queue).run_once()
+    assert (stats.made, stats.failed) == (1, 0)
+    auth, second = login(rp, op1.identity())
+    assert auth.association is not None
+    assert second.verified_by == "association"
+
+
+def test_openid1_and_delegation(op1, make_rp):
+    rp = make(make_rp, "inline")
+    _, result = login(rp, op1.openid1_identity())
+    assert result.identity == op1.openid1_identity()
+    _, delegated = login(rp, op1.delegating_identity())
+    assert delegated.claimed_id == op1.delegating_identity()
