@@ -149,6 +149,13 @@ class SignatureError(AuthenticationError):
     """The signature does not verify, or the OP did not confirm it (check_authentication)."""
 
 
+class CheckAuthenticationError(SignatureError):
+    """The OP could not be asked to confirm the signature (11.4.2): it answered
+    ``check_authentication`` with an HTTP error (403, 429 ...), with something other than
+    Key-Value form, or not in time. The assertion is unverified, not known to be forged;
+    the message says what the OP answered."""
+
+
 class ReturnToMismatchError(AuthenticationError):
     """openid.return_to does not match the URL the response arrived at (section 11.1)."""
 

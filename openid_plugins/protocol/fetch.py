@@ -25,6 +25,7 @@ import heapq
 import http.cookiejar
 import itertools
 import logging
+import re
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -55,6 +57,7 @@ from ..errors import (
 )
 from . import ssrf
 from .limits import FetchSettings
+from .message import excerpt
 
 log = logging.getLogger("openid_plugins.protocol.fetch")
 
@@ -67,6 +70,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 #: RFC 9110 section 15.4: the redirects that carry a Location to follow.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+_DESCRIBE_BYTES = 8192
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_TITLE = re.compile(r"<title[^>]*>([^<]*)</title", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,26 @@ class FetchResponse:
         """All values of a header that may be repeated (e.g. ``X-XRDS-Location``)."""
         wanted = name.lower()
         return [value for key, value in self.header_items if key.lower() == wanted]
+
+    def describe(self) -> str:
+        """This answer in a few words, for an error message when it is not what was asked
+        for: status, ``Retry-After`` and ``Server`` (a CDN names itself there), and the
+        start of the body (a block page, a rate limiter's note), quoted and cut."""
+        try:
+            reason = f" {HTTPStatus(self.status).phrase}"
+        except ValueError:
+            reason = ""
+        parts = [f"HTTP {self.status}{reason}"]
+        for header in ("Retry-After", "Server"):
+            if self.headers.get(header):
+                parts.append(f"{header}: {excerpt(self.headers[header], 80)!r}")
+        text = self.body[:_DESCRIBE_BYTES].decode("utf-8", "replace")
+        title = _TITLE.search(text) if self.media_type in _HTML_TYPES else None
+        if title and title.group(1).strip():
+            parts.append(f"page title {excerpt(title.group(1), 100)!r}")
+        elif text.strip():
+            parts.append(repr(excerpt(text, 100)))
+        return ", ".join(parts)
 
     @property
     def media_type(self) -> str:
