@@ -143,6 +143,16 @@ def test_a_scope_budget_is_shared_by_its_fetches(trickle):
     assert server.connections == connections
 
 
+def test_host_names_resolve_within_the_deadline(server):
+    """Names are looked up off the fetching thread, bounded by the fetch's deadline."""
+    url = server.route("/doc", 200, {}, b"ok").replace("127.0.0.1", "localhost")
+    fetcher = patient_fetcher(total_timeout=5)
+    with fetcher, fetcher.scope(5):
+        assert fetcher.get(url).body == b"ok"
+    with fetcher, fetcher.scope(1e-9), pytest.raises(FetchTimeoutError):
+        fetcher.get(url)
+
+
 def test_the_user_budget_is_a_setting():
     from openid_plugins.config import Settings
     from openid_plugins.errors import ConfigurationError

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import http.cookiejar
+import ipaddress
 import itertools
 import logging
 import re
@@ -392,6 +393,39 @@ def resolve(host: str, port: int) -> list[str]:
     return addresses
 
 
+def _resolve_in_time(host: str, port: int) -> list[str]:
+    """``resolve`` within the current fetch's deadline. A resolver waiting on a black-holed
+    name server (seconds per attempt, several attempts) must not hold a user's login, and
+    ``getaddrinfo`` takes no timeout: the lookup runs in a daemon thread, left to finish on
+    its own when the time is up. IP literals need no lookup and no thread."""
+    deadline: _Deadline | None = getattr(_local, "deadline", None)
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        literal = True
+    except ValueError:
+        literal = False
+    if deadline is None or literal:
+        return resolve(host, port)
+    outcome: list[list[str] | Exception] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(resolve(host, port))
+        except Exception as exc:  # re-raised in the fetching thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=lookup, name="openid-plugins-resolve", daemon=True)
+    thread.start()
+    thread.join(max(deadline.remaining(), 0.0))
+    if not outcome:
+        raise FetchTimeoutError(
+            f"resolving {host!r} timed out: no answer within {deadline.budget}"
+        )
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
 def _decode_body(raw: bytes, encoding: str, max_bytes: int, url: str) -> bytes:
     """Undo Content-Encoding without letting a small gzip bomb grow past ``max_bytes``.
 
@@ -595,7 +629,7 @@ class Fetcher:
             raise FetchRefusedError(f"refusing to fetch {redact(url)!r}: the URL has no host")
         port = port or DEFAULT_PORTS[scheme]
         try:
-            addresses = resolve(host, port)
+            addresses = _resolve_in_time(host, port)
         except (OSError, UnicodeError) as exc:
             raise FetchError(
                 f"cannot fetch {redact(url)}: the host {host!r} does not resolve ({exc})"
