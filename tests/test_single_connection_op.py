@@ -21,17 +21,12 @@ from openid_plugins.testing.python3_openid_op import Python3OP
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def single_op():
+@pytest.fixture
+def op1():
+    """A fresh one-connection OP per test (cheap: one listening socket and a thread)."""
     op = Python3OP(single_connection=True).start()
     yield op
     op.stop()
-
-
-@pytest.fixture
-def op1(single_op):
-    single_op.reset()
-    return single_op
 
 
 def visit_op(auth) -> str:
