@@ -134,8 +134,10 @@ def content_type_charset(content_type: str) -> str | None:
     return None
 
 
-# -- per-thread state: pins, the current fetch's deadline, the current scope ---------------
+# -- connection pinning ------------------------------------------------------------------
 
+_pins = threading.local()
+#: Per thread: the current fetch's ``_Deadline`` (``deadline``) and ``_Scope`` (``scope``).
 _local = threading.local()
 
 
@@ -147,9 +149,9 @@ def _pin_key(host: str, port: int | None) -> tuple[str, int | None]:
 def _pinned(host: str, port: int, addresses: list[str]) -> Iterator[None]:
     """While active, new connections from this thread to ``host:port`` go only to
     ``addresses`` (those the policy approved), never to a fresh DNS answer."""
-    table = getattr(_local, "table", None)
+    table = getattr(_pins, "table", None)
     if table is None:
-        table = _local.table = {}
+        table = _pins.table = {}
     key = _pin_key(host, port)
     table[key] = addresses
     try:
@@ -168,7 +170,7 @@ class _PinnedConnectionMixin:
     socket_options: Any
 
     def _new_conn(self) -> socket.socket:
-        table = getattr(_local, "table", None) or {}
+        table = getattr(_pins, "table", None) or {}
         addresses = table.get(_pin_key(self.host, self.port))
         if addresses is None:
             # Not inside Fetcher (no approved addresses): refuse rather than resolve.
