@@ -96,3 +96,14 @@ def test_openid1_and_delegation(op1, make_rp):
     assert result.identity == op1.openid1_identity()
     _, delegated = login(rp, op1.delegating_identity())
     assert delegated.claimed_id == op1.delegating_identity()
+
+
+def test_two_names_for_the_server_in_one_call(op1, make_rp):
+    """Discovery at ``localhost:P``, then ``associate`` at ``127.0.0.1:P``: one server under
+    two names. A scope keeps at most one connection, so the first is closed before the
+    second is opened (the server would otherwise still be serving the first)."""
+    rp = make(make_rp, "inline")
+    identifier = op1.identity().replace("127.0.0.1", "localhost")
+    auth, result = login(rp, identifier)
+    assert auth.association is not None
+    assert result.claimed_id == identifier

@@ -264,7 +264,8 @@ class _Deadline:
         self.expired = False
         self._done = False
         self._lock = threading.Lock()
-        self._watched: dict[int, socket.socket] = {}
+        #: (descriptor, local address) -> a duplicate descriptor of that connection.
+        self._watched: dict[tuple[int, Any], socket.socket] = {}
 
     def remaining(self) -> float:
         return self.at - time.monotonic()
@@ -274,15 +275,16 @@ class _Deadline:
 
         A duplicate descriptor is kept: shutdown acts on the connection whatever the
         descriptor, and a duplicate stays valid when TLS wrapping detaches the original
-        object or the connection is closed (so no recycled descriptor is ever hit).
+        object (so no recycled descriptor is ever hit). It also keeps the connection open:
+        ``release`` lets go of it when the connection is closed before the fetch ends.
         """
         try:
-            fileno = sock.fileno()
+            key = (sock.fileno(), sock.getsockname())
             with self._lock:
-                if fileno in self._watched or self._done:
+                if key in self._watched or self._done:
                     return
-                duplicate = socket.fromfd(fileno, sock.family, sock.type)
-                self._watched[fileno] = duplicate
+                duplicate = socket.fromfd(key[0], sock.family, sock.type)
+                self._watched[key] = duplicate
                 expired = self.expired
         except OSError:
             return  # closed already: nothing to wait on
@@ -299,13 +301,19 @@ class _Deadline:
                 with suppress(OSError):
                     duplicate.shutdown(socket.SHUT_RDWR)
 
+    def release(self) -> None:
+        """Stop watching the connections seen so far (they were just closed): without
+        their duplicates, closing them really ends them for the server."""
+        with self._lock:
+            watched, self._watched = self._watched, {}
+        for duplicate in watched.values():
+            duplicate.close()
+
     def finish(self) -> bool:
         """The fetch is over: stop watching. True if the deadline passed first."""
         with self._lock:
             self._done = True
-            watched, self._watched = self._watched, {}
-        for duplicate in watched.values():
-            duplicate.close()
+        self.release()
         return self.expired
 
 
@@ -368,6 +376,11 @@ class _Scope:
         if self._adapter is not None:
             self._adapter.close()
             self._adapter = None
+        deadline: _Deadline | None = getattr(_local, "deadline", None)
+        if deadline is not None:
+            # Mid-fetch (a redirect to another origin): the connection closed above must not
+            # stay open through the watchdog's duplicate while the next one is opened.
+            deadline.release()
 
 
 # -- helpers -----------------------------------------------------------------------------
