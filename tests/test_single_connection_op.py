@@ -11,6 +11,8 @@ regression fails instead of hanging.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import requests
 from conftest import REALM, RETURN_TO, query_of
@@ -107,3 +109,24 @@ def test_two_names_for_the_server_in_one_call(op1, make_rp):
     auth, result = login(rp, identifier)
     assert auth.association is not None
     assert result.claimed_id == identifier
+
+
+def test_a_fetch_outside_any_call_asks_the_server_to_close(server, fetcher):
+    url = server.route("/doc", 200, {}, b"ok")
+    fetcher.get(url)
+    with fetcher.scope():
+        fetcher.get(url)
+        fetcher.get(url)
+    assert [r.headers.get("connection") for r in server.requests] == ["close", None, None]
+
+
+def test_no_connection_outlives_its_scope(op1, fetcher):
+    """After a scope, the one-connection OP serves a new client at once: nothing of ours
+    is left holding it (a bounded plain socket stands in for the user's browser)."""
+    with fetcher.scope():
+        fetcher.get(op1.identity())
+        fetcher.get(op1.identity())
+    with socket.create_connection(("127.0.0.1", int(op1.base.rsplit(":", 1)[1])), 5) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /id/alice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 200 ")  # a timeout here: still held

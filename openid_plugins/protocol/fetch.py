@@ -179,7 +179,7 @@ class _PinnedConnectionMixin:
         error: Exception = NewConnectionError(self, f"no approved address for {self.host}")
         for address in addresses:
             timeout = self.timeout
-            if deadline is not None:
+            if deadline is not None and isinstance(timeout, (int, float)):
                 # Each address gets what is left of the fetch's time, no more.
                 timeout = min(timeout, max(deadline.remaining(), 0.001))
             try:
