@@ -95,6 +95,8 @@ class Associator:
                 return association
             try:
                 return self.associate(endpoint.server_url, openid2=endpoint.is_openid2)
+            except AssociationRefusedError:
+                return None  # an ordinary case, reported once by associate()
             except AssociationError as exc:
                 log.warning("continuing statelessly with %s: %s", endpoint.server_url, exc)
                 return None
@@ -191,11 +193,17 @@ class Associator:
 
         started = time.perf_counter()
         try:
-            association = negotiate(server_url, post, self.clock, openid2=bool(openid2))
+            # One scope: the retries of one negotiation may share a connection, closed at
+            # the end (inside begin()'s scope, inline, this joins it and its budget).
+            with self.fetcher.scope():
+                association = negotiate(server_url, post, self.clock, openid2=bool(openid2))
         except AssociationRefusedError as exc:
+            # Many OPs do this on purpose (Steam: "Associations not supported"): one INFO
+            # line, then no attempt from any process for refusal_ttl.
             self.store.cache_set(
                 REFUSED, server_url, {"reason": str(exc)}, self.settings.refusal_ttl
             )
+            log.info("%s; not asking again for %.0f s", exc, self.settings.refusal_ttl)
             self._event("refused", server_url, reason=str(exc))
             raise
         except (AssociationError, FetchError, ProtocolError) as exc:

@@ -48,6 +48,11 @@ class FetchRefusedError(FetchError):
     """The fetch policy refused a URL before any connection was made (e.g. SSRF guard)."""
 
 
+class FetchTimeoutError(FetchError):
+    """A fetch did not complete in time: connect, read or total timeout, or the budget of a
+    user-facing call (``fetch_user_timeout``)."""
+
+
 class ResponseTooLargeError(FetchError):
     """A response exceeded the configured maximum size and was cut off."""
 
@@ -142,6 +147,13 @@ class IncompleteAnswerError(AuthenticationError):
 
 class SignatureError(AuthenticationError):
     """The signature does not verify, or the OP did not confirm it (check_authentication)."""
+
+
+class CheckAuthenticationError(SignatureError):
+    """The OP could not be asked to confirm the signature (11.4.2): it answered
+    ``check_authentication`` with an HTTP error (403, 429 ...), with something other than
+    Key-Value form, or not in time. The assertion is unverified, not known to be forged;
+    the message says what the OP answered."""
 
 
 class ReturnToMismatchError(AuthenticationError):

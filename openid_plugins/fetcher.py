@@ -121,10 +121,10 @@ class BackgroundFetcher:
                 stats.association_seconds += elapsed
                 stats.timings[server_url] = elapsed
             log.info("(%.3f s) associated with %s", elapsed, server_url)
-        except AssociationRefusedError as exc:
+        except AssociationRefusedError:
+            # Already reported (once, at INFO) by the associator: not a failure.
             with self._lock:
                 stats.refused += 1
-            log.warning("%s refuses associations; logins stay stateless: %s", server_url, exc)
         except OpenIDError as exc:
             with self._lock:
                 stats.failed += 1

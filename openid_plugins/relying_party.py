@@ -217,7 +217,8 @@ class RelyingParty:
 
     def discover(self, user_input: str) -> discovery.DiscoveryResult:
         """Normalize (7.2) and discover (7.3), reusing a cached result when there is one."""
-        return self.discovery.discover(user_input)
+        with self.fetcher.scope(self.settings.fetch.user_timeout):
+            return self.discovery.discover(user_input)
 
     def begin(
         self,
@@ -269,18 +270,23 @@ class RelyingParty:
             raise ConfigurationError(
                 f"return_to {return_to!r} is not within realm {realm!r} (9.2.1)"
             )
-        result = self.discovery.discover(user_input)
-        endpoints = [e for e in result.endpoints if urlsplit(e.server_url).scheme in _SCHEMES]
-        if not endpoints:
-            raise IncorrectClaimError(f"no usable OpenID endpoint was found for {user_input!r}")
-        accepted = [e for e in endpoints if self._accepts(e.server_url, pins)]
-        if not accepted:
-            raise UntrustedProviderError(
-                f"{user_input!r} is served by {', '.join(e.server_url for e in endpoints)},"
-                " not by an OP endpoint this site or sign-in accepts"
-            )
-        endpoint = accepted[0]
-        assoc = self.associator.association_for_login(endpoint, association)
+        # A person is waiting: every fetch shares one budget, and no connection to the OP
+        # outlives the call (the user's browser goes there next; see protocol.fetch).
+        with self.fetcher.scope(self.settings.fetch.user_timeout):
+            result = self.discovery.discover(user_input)
+            endpoints = [e for e in result.endpoints if urlsplit(e.server_url).scheme in _SCHEMES]
+            if not endpoints:
+                raise IncorrectClaimError(
+                    f"no usable OpenID endpoint was found for {user_input!r}"
+                )
+            accepted = [e for e in endpoints if self._accepts(e.server_url, pins)]
+            if not accepted:
+                raise UntrustedProviderError(
+                    f"{user_input!r} is served by {', '.join(e.server_url for e in endpoints)},"
+                    " not by an OP endpoint this site or sign-in accepts"
+                )
+            endpoint = accepted[0]
+            assoc = self.associator.association_for_login(endpoint, association)
         extensions = tuple(extensions)
         now = self.clock.now()
         state: dict[str, Any] = {
@@ -355,7 +361,8 @@ class RelyingParty:
         stateless = self.settings.association == "stateless" or (
             isinstance(state, Mapping) and state.get("stateless") is True
         )
-        result = self.verifier.verify(query, current_url, state, stateless=stateless)
+        with self.fetcher.scope(self.settings.fetch.user_timeout):
+            result = self.verifier.verify(query, current_url, state, stateless=stateless)
         session.pop(SESSION_KEY, None)
         return result
 

@@ -40,7 +40,7 @@ from ..errors import (
     IncompleteAnswerError,
     ProtocolError,
 )
-from .message import OPENID2_NS, Message, kv_encode
+from .message import OPENID2_NS, Message, excerpt, kv_encode
 
 with warnings.catch_warnings():
     # cryptography 50 deprecates finite-field DH, but OpenID 2.0 (8.4.2) defines nothing
@@ -371,6 +371,10 @@ class UnsupportedType:
         if self.assoc_type is None and self.session_type is None:
             candidates = []
         tried = (request.assoc_type, request.session_type)
+        if not candidates:
+            # No suggestion at all (Steam: "Associations not supported"), or one we do not
+            # accept: the caller reports the refusal once.
+            return None
         for assoc_type, session_type in candidates:
             if (assoc_type, session_type) != tried:
                 return AssociationRequest.create(
@@ -380,14 +384,14 @@ class UnsupportedType:
                     openid2=request.openid2,
                     group=request.group,
                 )
-        log.info(
-            "OP %s refused %s/%s and suggested %s/%s, which we do not accept",
-            request.server_url,
-            *tried,
-            self.assoc_type,
-            self.session_type,
-        )
         return None
+
+    def describe(self) -> str:
+        """What the OP said, for the refusal's message."""
+        said = f"{excerpt(self.error)!r}" if self.error else "no reason"
+        if self.assoc_type is None and self.session_type is None:
+            return f"it answered {said} and suggested no other type"
+        return f"it answered {said} and suggested {self.assoc_type}/{self.session_type}"
 
 
 @dataclass(frozen=True)
@@ -529,6 +533,7 @@ def negotiate(
         server_url, assoc_type, session_type, openid2=openid2, group=group
     )
     result = _exchange(request, post, clock)
+    refusal = result if isinstance(result, UnsupportedType) else None
     if isinstance(result, UnsupportedType):
         retry = result.retry(request)
         if retry is not None:
@@ -544,11 +549,15 @@ def negotiate(
             result = _exchange(retry, post, clock)
     if isinstance(result, Association):
         return result
+    if isinstance(result, UnsupportedType):
+        refusal = result
+    said = f": {refusal.describe()}" if refusal is not None else ""
     raise AssociationRefusedError(
         f"{server_url} supports no association type we accept"
-        f" ({', '.join('/'.join(pair) for pair in allowed_types(server_url, openid2=openid2))});"
-        " logins with it will use direct verification (11.4.2)"
+        f" ({', '.join('/'.join(pair) for pair in allowed_types(server_url, openid2=openid2))})"
+        f"{said}; logins with it will use direct verification (11.4.2)"
     )
+
 
 
 def _exchange(

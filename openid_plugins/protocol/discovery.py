@@ -41,7 +41,7 @@ from .fetch import Fetcher, content_type_charset, redact
 from .html import decode_html, find_openid_links
 from .urinorm import is_xri, normalize_uri
 from .xrds import XRDS, Service, parse_xrds
-from .yadis import OK_STATUSES, YadisResult, is_http_url, yadis_discover
+from .yadis import YadisResult, check_status, is_http_url, yadis_discover
 
 log = logging.getLogger("openid_plugins.protocol.discovery")
 
@@ -181,8 +181,7 @@ def _no_service(url: str, reasons: list[str]) -> IncorrectClaimError:
 def _html_discovery(url: str, fetcher: Fetcher, reasons: list[str]) -> DiscoveryResult:
     """7.3.1 step 3: fetch the URL again, as a browser would, and read its links."""
     response = fetcher.get(url, accept=HTML_ACCEPT)
-    if response.status not in OK_STATUSES:
-        raise IncorrectClaimError(f"{redact(url)} answered HTTP {response.status}")
+    check_status(response, url, "the identifier URL")
     claimed_id = _claimed_id(response.final_url)
     text = decode_html(response.body, response.charset)
     endpoints = endpoints_from_html(claimed_id, text)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConfigurationError
+
 
 @dataclass(frozen=True)
 class FetchSettings:
@@ -20,8 +22,17 @@ class FetchSettings:
     #: Wall-clock limit for one fetch, redirects included, so a server that drips bytes
     #: slowly (each read within ``read_timeout``) still cannot hold a request forever.
     total_timeout: float = 30.0
+    #: What a person waits for: every fetch of one ``begin()`` or ``complete()`` (discovery,
+    #: an inline ``associate``, ``check_authentication``) shares this many seconds, end to
+    #: end. The background fetcher is bounded by ``total_timeout`` per fetch instead.
+    user_timeout: float = 5.0
     verify_tls: bool = True
     #: Refuse private, loopback and link-local addresses (SSRF guard, ``protocol.ssrf``;
     #: ruby-openid CVE-2019-11027). Off by default so local development works.
     block_private_addresses: bool = False
     user_agent: str = "openid-plugins"
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "total_timeout", "user_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"fetch_{name} must be a positive number of seconds")

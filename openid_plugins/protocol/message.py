@@ -306,3 +306,11 @@ class Message:
             '<noscript><input type="submit" value="Continue"></noscript>\n'
             "</form></body></html>\n"
         )
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """Free text from an OP (an ``openid.error``, an HTTP error page), fit for a log line or
+    an error message: whitespace collapsed to single spaces, at most ``limit`` characters.
+    Quote it with ``!r`` so control characters cannot forge log lines."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

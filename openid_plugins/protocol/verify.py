@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..contracts import Association, Clock, ProviderProfile, Store
 from ..errors import (
     CancelledError,
+    CheckAuthenticationError,
     ConfigurationError,
     DiscoveryMismatchError,
     FetchError,
@@ -42,7 +43,7 @@ from . import nonce
 from .association import check_signature
 from .endpoint import OPENID_2_0_TYPE, Endpoint
 from .fetch import FetchResponse
-from .message import Message, kv_decode
+from .message import Message, excerpt, kv_decode
 from .request import IDENTIFIER_SELECT
 from .urinorm import is_xri
 
@@ -172,8 +173,17 @@ def parse_check_authentication(body: bytes) -> tuple[bool, str | None]:
     try:
         fields = kv_decode(body)
     except ProtocolError as exc:
-        raise SignatureError(f"the OP's check_authentication answer is not KV form: {exc}") from exc
-    return fields.get("is_valid") == "true", fields.get("invalidate_handle") or None
+        fields, problem = {}, f" ({exc})"
+    else:
+        problem = ""
+    if "is_valid" not in fields:
+        # Not an answer to check_authentication at all (an HTML page, a proxy's note):
+        # say what came instead of calling the signature bad.
+        raise CheckAuthenticationError(
+            f"the OP's check_authentication answer is not KV form with is_valid{problem}:"
+            f" it sent {excerpt(body.decode('utf-8', 'replace'), 100)!r}"
+        )
+    return fields["is_valid"] == "true", fields.get("invalidate_handle") or None
 
 
 # -- the verifier ----------------------------------------------------------------------------
@@ -293,8 +303,11 @@ class AssertionVerifier:
             # attacker gets the user to follow) must not abort a real login under way.
             raise CancelledError("the user cancelled the sign-in at their OpenID provider")
         if mode == "error":
+            # Unsigned free text from anyone who can send the user here: quoted and cut.
+            text = message.get("error")
             raise ProviderError(
-                f"the OpenID provider answered with an error: {message.get('error', '(none)')}",
+                "the OpenID provider answered with an error: "
+                + (repr(excerpt(text)) if text else "(it gave no openid.error text)"),
                 contact=message.get("contact"),
                 reference=message.get("reference"),
             )
@@ -525,13 +538,15 @@ class AssertionVerifier:
         try:
             response = self.post(server_url, request.to_post_args())
         except FetchError as exc:
-            raise SignatureError(f"check_authentication with {server_url} failed: {exc}") from exc
+            raise CheckAuthenticationError(
+                f"check_authentication with {server_url} failed: {exc}"
+            ) from exc
         if response.status != 200:
             # 5.1.2: only a 200 answer is a direct response; 400 is an error response, and
             # anything else is a server failure whatever its body says.
-            raise SignatureError(
-                f"the OP at {server_url} answered check_authentication with HTTP"
-                f" {response.status}: the signature is not confirmed"
+            raise CheckAuthenticationError(
+                f"the OP at {server_url} answered check_authentication with"
+                f" {response.describe()}: the signature is not confirmed"
             )
         valid, invalidate = parse_check_authentication(response.body)
         if not valid:

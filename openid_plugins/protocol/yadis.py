@@ -54,12 +54,24 @@ def is_http_url(url: str) -> bool:
         return False
 
 
-def _check_status(response: FetchResponse, url: str, what: str) -> None:
-    if response.status not in OK_STATUSES:
-        raise IncorrectClaimError(
-            f"{what} {redact(url)} answered HTTP {response.status}; check the identifier for"
-            " typos, or try again later if the site is down"
+#: Statuses with which a site refuses this server rather than the identifier: a CDN's bot
+#: protection or a firewall page (403), a rate limiter (429) - say so, a typo it is not.
+REFUSING_STATUSES = frozenset({401, 403, 407, 429, 503})
+
+
+def check_status(response: FetchResponse, url: str, what: str) -> None:
+    """``IncorrectClaimError`` saying what the site answered unless it is a success."""
+    if response.status in OK_STATUSES:
+        return
+    if response.status in REFUSING_STATUSES:
+        advice = (
+            "the site refused or rate-limited this server's request (a CDN or firewall"
+            " blocking automated clients?); sign-in with this identifier fails until it lets"
+            " us through"
         )
+    else:
+        advice = "check the identifier for typos, or try again later if the site is down"
+    raise IncorrectClaimError(f"{what} {redact(url)} answered {response.describe()}; {advice}")
 
 
 def xrds_location(response: FetchResponse) -> str | None:
@@ -87,7 +99,7 @@ def yadis_discover(url: str, fetcher: Fetcher) -> YadisResult:
     fetch) - a caller may then fall back to HTML discovery (OpenID 2.0 section 7.3).
     """
     response = fetcher.get(url, accept=YADIS_ACCEPT)
-    _check_status(response, url, "the identifier URL")
+    check_status(response, url, "the identifier URL")
     content_type = response.headers.get("content-type", "")
     if response.media_type == YADIS_CONTENT_TYPE:
         return YadisResult(
@@ -116,7 +128,7 @@ def yadis_discover(url: str, fetcher: Fetcher) -> YadisResult:
     log.debug("%s points to its XRDS at %s", redact(response.final_url), redact(location))
     try:
         document = fetcher.get(location, accept=YADIS_CONTENT_TYPE)
-        _check_status(document, location, f"the XRDS document ({YADIS_HEADER})")
+        check_status(document, location, f"the XRDS document ({YADIS_HEADER})")
     except (FetchError, IncorrectClaimError) as exc:
         raise YadisError(
             f"the XRDS document of {redact(response.final_url)} could not be fetched: {exc}"

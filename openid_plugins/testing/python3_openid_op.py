@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from openid.association import SessionNegotiator
+from openid import cryptutil
+from openid.association import Association, SessionNegotiator, getSecretSize
 from openid.extensions import ax, pape, sreg
-from openid.server.server import CheckIDRequest, Server
+from openid.server.server import CheckIDRequest, ProtocolError, Server
 from openid.store.memstore import MemoryStore
 
 SREG_DATA = {"nickname": "alice", "email": "alice@example.com", "fullname": "Alice Liddell"}
@@ -37,14 +38,28 @@ XRDS = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 class Python3OP:
-    """python3-openid's OP on an ephemeral loopback port."""
+    """python3-openid's OP on an ephemeral loopback port.
 
-    def __init__(self) -> None:
+    ``single_connection=True`` serves it the way Perl's ``HTTP::Daemon`` and many embedded
+    servers do: one connection at a time, HTTP/1.1 keep-alive, each connection kept until
+    the client closes it - so a client holding an idle connection blocks everyone else.
+    """
+
+    def __init__(self, *, single_connection: bool = False) -> None:
         self.store = MemoryStore()
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
-        #: "allow", "cancel" or "setup_needed" (answer to checkid requests)
+        #: "allow", "cancel", "setup_needed" or "error" (answer to checkid requests; "error"
+        #: redirects back with openid.mode=error and ``error_text``)
         self.decision = "allow"
+        self.error_text = "the OP failed"
+        #: Canned (status, KV body) answers to every associate / check_authentication
+        #: request, for OPs that answer the way real ones do (Steam's refusal, a 429 ...).
+        self.associate_answer: tuple[int, bytes] | None = None
+        self.check_authentication_answer: tuple[int, bytes] | None = None
+        #: Sign stateless assertions with one constant handle (Steam signs everything with
+        #: "1234567890"); check_authentication still verifies them.
+        self.dummy_handle: str | None = None
         #: None = python3-openid's default negotiator; a list of (assoc_type, session_type)
         #: restricts it; [] refuses every association.
         self.allowed_associations: list[tuple[str, str]] | None = None
@@ -57,10 +72,15 @@ class Python3OP:
         #: Extension namespaces whose request arguments are echoed back (as ``echo.<key>``),
         #: signed, so a site-defined extension can be tested end to end.
         self.echo_namespaces: set[str] = set()
-        #: The identifier answered to identifier_select requests (None: identity("alice")).
+        #: The identifier answered to identifier_select requests (None: identity("alice")),
+        #: and a fragment added to its claimed_id only (identifier recycling, 11.5.1).
         self.select_identity: str | None = None
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.select_fragment = ""
+        if single_connection:
+            self.httpd: HTTPServer = HTTPServer(("127.0.0.1", 0), self._handler())
+        else:
+            self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+            self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._servers: dict[str, Server] = {}
@@ -104,8 +124,13 @@ class Python3OP:
     def reset(self) -> None:
         self.counts.clear()
         self.decision = "allow"
+        self.error_text = "the OP failed"
+        self.associate_answer = None
+        self.check_authentication_answer = None
+        self.dummy_handle = None
         self.allowed_associations = None
         self.select_identity = None
+        self.select_fragment = ""
         self.last_pape = None
         self.auth_age = 0.0
         self.echo_namespaces = set()
@@ -122,6 +147,8 @@ class Python3OP:
         with self.lock:
             if name not in self._servers:
                 self._servers[name] = Server(self.store, self.endpoint(name))
+                if self.dummy_handle is not None:
+                    self._sign_with_constant_handle(self._servers[name], self.dummy_handle)
             server = self._servers[name]
         if self.allowed_associations is not None:
             server.negotiator = SessionNegotiator(self.allowed_associations)
@@ -136,6 +163,13 @@ class Python3OP:
             return 400, {"Content-Type": "text/plain"}, b"not an OpenID request"
         with self.lock:
             self.counts[request.mode] += 1
+        canned = {
+            "associate": self.associate_answer,
+            "check_authentication": self.check_authentication_answer,
+        }.get(request.mode)
+        if canned is not None:
+            media = "text/html" if canned[1].lstrip().startswith(b"<") else "text/plain"
+            return canned[0], {"Content-Type": f"{media}; charset=utf-8"}, canned[1]
         if request.mode == "associate" and self.allowed_associations == []:
             response = request.answerUnsupported("this OP makes no associations")
         elif isinstance(request, CheckIDRequest):
@@ -150,14 +184,38 @@ class Python3OP:
             web.body if isinstance(web.body, bytes) else (web.body.encode("utf-8")),
         )
 
+    @staticmethod
+    def _sign_with_constant_handle(server: Server, handle: str) -> None:
+        signatory = server.signatory
+        make = signatory.createAssociation
+
+        def create(dumb: bool = True, assoc_type: str = "HMAC-SHA1") -> Association:
+            if not dumb:
+                return make(dumb, assoc_type)
+            # python3-openid drops a stateless association once checked: make it again.
+            existing = signatory.getAssociation(handle, dumb=True)
+            if existing is not None:
+                return existing
+            secret = cryptutil.getBytes(getSecretSize(assoc_type))
+            association = Association.fromExpiresIn(
+                signatory.SECRET_LIFETIME, handle, secret, assoc_type
+            )
+            signatory.store.storeAssociation(signatory._dumb_key, association)
+            return association
+
+        signatory.createAssociation = create
+
     def _answer_checkid(self, request: CheckIDRequest):
+        if self.decision == "error":
+            return ProtocolError(request.message, self.error_text)
         if self.decision == "cancel":
             return request.answer(False)
         if self.decision == "setup_needed" or (request.immediate and self.decision != "allow"):
             return request.answer(False, server_url=request.op_endpoint)
         if request.idSelect():
             identity = self.select_identity or self.identity("alice")
-            response = request.answer(True, identity=identity, claimed_id=identity)
+            claimed_id = identity + self.select_fragment
+            response = request.answer(True, identity=identity, claimed_id=claimed_id)
         else:
             response = request.answer(True)
         sreg_request = sreg.SRegRequest.fromOpenIDRequest(request)
