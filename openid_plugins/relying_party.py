@@ -91,6 +91,12 @@ class RelyingParty:
             else config.open_store(self.pm, self.settings.store_url(), self._options)
         )
         self._queue: Queue | None = queue if isinstance(queue, Queue) else None
+        if not self.settings.fetch.block_private_addresses:
+            log.warning(
+                "the SSRF guard is off (fetch_block_private_addresses=False): anyone who can"
+                " type an identifier can make this site fetch loopback and intranet URLs;"
+                " keep it off only for development against a local OP"
+            )
         self.fetcher = Fetcher(self.settings.fetch, self._check_fetch_url)
         self.associator = Associator(
             self.store,
