@@ -34,6 +34,7 @@ from .protocol.request import (
     IDENTIFIER_SELECT,
     MAX_REDIRECT_URL,
     AuthRequest,
+    check_return_to_url,
     checkid_message,
 )
 from .protocol.verify import MAX_IDENTIFIER_BYTES, AssertionVerifier, AuthResult
@@ -223,6 +224,7 @@ class RelyingParty:
             raise ConfigurationError(
                 f"association={association!r} is not one of {', '.join(config.ASSOCIATION_MODES)}"
             )
+        check_return_to_url(return_to)
         if realm is not None and not _parse_realm(realm).matches(return_to):
             raise ConfigurationError(
                 f"return_to {return_to!r} is not within realm {realm!r} (9.2.1)"
