@@ -30,7 +30,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .backends import queue_schemes, store_schemes
+    from .backends import display_url, queue_schemes, store_schemes
     from .manager import plugin_infos
 
     pm = args.pm
@@ -45,8 +45,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     out.write(f"Store schemes: {', '.join(store_schemes(pm))}\n")
     out.write(f"Queue schemes: {', '.join(queue_schemes(pm))}\n")
     settings = settings_from(args)
-    out.write(f"Configured store: {settings.store_url()}\n")
-    out.write(f"Configured queue: {settings.queue_url()}\n")
+    out.write(f"Configured store: {display_url(settings.store_url())}\n")
+    out.write(f"Configured queue: {display_url(settings.queue_url())}\n")
     return 0
 
 
