@@ -22,7 +22,7 @@ from openid_plugins.errors import QueueError
 from .backend import SQLBackend
 from .engine import CLIENT_GRACE, bounded_psycopg_connection
 from .sql import Renderer
-from .store import sha256_hex
+from .store import sha256_hex, text_value
 
 if TYPE_CHECKING:
     import psycopg
@@ -107,7 +107,8 @@ class SQLQueue(SQLBackend, Queue):
     def put(self, server_url: str) -> None:
         check_server_url(server_url, QueueError)
         url_hash = sha256_hex(server_url)
-        row: tuple[Any, ...] = (server_url, url_hash, url_hash, self.clock.now())
+        text = text_value(server_url, "server_url", QueueError)
+        row: tuple[Any, ...] = (text, url_hash, url_hash, self.clock.now())
         if self.dialect == "postgresql":
             row += (self._channel,)
         # Not retried after a disconnect: the row may be in, and may be claimed already.
