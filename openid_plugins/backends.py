@@ -50,6 +50,20 @@ def file_url_path(url: str) -> Path:
     return Path(path).expanduser()
 
 
+def display_url(url: str) -> str:
+    """``url`` for people and logs: a password in its user information becomes ``***``
+    (``postgresql://app:***@db/openid``); everything else is kept, so the URL still says
+    which database it names."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in map(rest.find, "/?#") if i != -1), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{head}://{userinfo.split(':', 1)[0]}:***@{hostport}{rest[end:]}"
+
+
 def memory_name(url: str) -> str:
     """The instance name of a ``memory://`` URL ('' for a fresh, unnamed instance)."""
     parts = urlsplit(url)
@@ -125,7 +139,7 @@ def _unknown_scheme_message(pm: pluggy.PluginManager, kind: Kind, scheme: str, u
     else:
         advice = ""
     return (
-        f"no installed plugin makes a {kind} for {scheme}:// URLs ({url!r}){advice}. "
+        f"no installed plugin makes a {kind} for {scheme}:// URLs ({display_url(url)!r}){advice}. "
         f"Installed {kind} schemes: {', '.join(installed) or 'none'}"
     )
 

@@ -30,7 +30,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .backends import queue_schemes, store_schemes
+    from .backends import display_url, queue_schemes, store_schemes
     from .manager import plugin_infos, provider_profiles
 
     pm = args.pm
@@ -48,8 +48,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for name, profile in sorted(provider_profiles(pm).items()):
         out.write(f"  {name:<16} {profile.description or profile.op_identifier}\n")
     settings = settings_from(args)
-    out.write(f"Configured store: {settings.store_url()}\n")
-    out.write(f"Configured queue: {settings.queue_url()}\n")
+    out.write(f"Configured store: {display_url(settings.store_url())}\n")
+    out.write(f"Configured queue: {display_url(settings.queue_url())}\n")
     return 0
 
 

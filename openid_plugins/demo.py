@@ -75,7 +75,11 @@ def run_demo(args: argparse.Namespace) -> int:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="openid-demo-")))
         try:
             op = stack.enter_context(DevelopmentProvider(users=(USER,)))
-            settings = Settings(data_dir=str(data_dir), association="background", fetcher="none")
+            # The development OP is on 127.0.0.1, which the SSRF guard refuses: the demo
+            # turns the guard off, and the relying party logs a warning saying so.
+            settings = Settings(
+                data_dir=str(data_dir), association="background", fetcher="none"
+            ).updated(**op.rp_settings)
             rp = stack.enter_context(RelyingParty(settings=settings))
             site = stack.enter_context(DemoSite(rp, op.identity_url(USER), port=args.port))
             say.header(op, site, rp, data_dir, kept=bool(args.data_dir))

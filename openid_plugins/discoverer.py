@@ -1,13 +1,16 @@
 """Discovery with a memory: results are kept in the shared store's cache for
 ``discovery_ttl`` seconds, so a returning user's login (and the re-discovery that verifying
-an assertion may need, 11.2) costs no fetch."""
+an assertion may need, 11.2) costs no fetch.
+
+The cache is an optimisation: a store that cannot read or write it (disk full, a
+permission changed) costs a fetch and a warning, never the login."""
 
 from __future__ import annotations
 
 import logging
 
 from .contracts import Store
-from .errors import DiscoveryError, FetchError, IncorrectClaimError
+from .errors import DiscoveryError, FetchError, IncorrectClaimError, StoreError
 from .protocol import discovery, urinorm
 from .protocol.discovery import DiscoveryResult, XRIResolver
 from .protocol.endpoint import Endpoint
@@ -42,7 +45,11 @@ class CachedDiscovery:
         return self.discover_url(identifier).endpoints
 
     def discover_url(self, identifier: str) -> DiscoveryResult:
-        cached = self.store.cache_get(DISCOVERY_CACHE, identifier)
+        try:
+            cached = self.store.cache_get(DISCOVERY_CACHE, identifier)
+        except StoreError as exc:
+            log.warning("discovering %s without the cache, which failed: %s", identifier, exc)
+            cached = None
         if cached is not None:
             try:
                 return DiscoveryResult(
@@ -58,13 +65,12 @@ class CachedDiscovery:
         except (DiscoveryError, FetchError) as exc:
             raise IncorrectClaimError(f"discovery of {identifier} failed: {exc}") from exc
         if result.endpoints:
-            self.store.cache_set(
-                DISCOVERY_CACHE,
-                identifier,
-                {
-                    "claimed_id": result.claimed_id,
-                    "endpoints": [e.to_dict() for e in result.endpoints],
-                },
-                self.ttl,
-            )
+            value = {
+                "claimed_id": result.claimed_id,
+                "endpoints": [e.to_dict() for e in result.endpoints],
+            }
+            try:
+                self.store.cache_set(DISCOVERY_CACHE, identifier, value, self.ttl)
+            except StoreError as exc:
+                log.warning("could not cache the discovery of %s (%s); going on", identifier, exc)
         return result

@@ -34,6 +34,7 @@ from .protocol.request import (
     IDENTIFIER_SELECT,
     MAX_REDIRECT_URL,
     AuthRequest,
+    check_return_to_url,
     checkid_message,
 )
 from .protocol.verify import MAX_IDENTIFIER_BYTES, AssertionVerifier, AuthResult
@@ -91,6 +92,12 @@ class RelyingParty:
             else config.open_store(self.pm, self.settings.store_url(), self._options)
         )
         self._queue: Queue | None = queue if isinstance(queue, Queue) else None
+        if not self.settings.fetch.block_private_addresses:
+            log.warning(
+                "the SSRF guard is off (fetch_block_private_addresses=False): anyone who can"
+                " type an identifier can make this site fetch loopback and intranet URLs;"
+                " keep it off only for development against a local OP"
+            )
         self.fetcher = Fetcher(self.settings.fetch, self._check_fetch_url)
         self.associator = Associator(
             self.store,
@@ -266,6 +273,7 @@ class RelyingParty:
             raise ConfigurationError(
                 f"association={association!r} is not one of {', '.join(config.ASSOCIATION_MODES)}"
             )
+        check_return_to_url(return_to)
         if realm is not None and not _parse_realm(realm).matches(return_to):
             raise ConfigurationError(
                 f"return_to {return_to!r} is not within realm {realm!r} (9.2.1)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -23,10 +24,18 @@ def server():
         yield srv
 
 
+#: The test servers listen on 127.0.0.1, which the SSRF guard refuses by default: every
+#: relying party and fetcher of this suite turns the guard off explicitly (the relying
+#: party logs a warning). tests/test_ssrf_default.py checks the default itself.
+LOCAL = {"fetch_block_private_addresses": False}
+LOCAL_FETCH = FetchSettings(block_private_addresses=False)
+
+
 @pytest.fixture
 def fetcher():
     """A Fetcher with short limits, so a test of a hostile server ends quickly."""
-    with Fetcher(FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)) as f:
+    settings = replace(LOCAL_FETCH, connect_timeout=2, read_timeout=2, total_timeout=5)
+    with Fetcher(settings) as f:
         yield f
 
 
@@ -53,6 +62,8 @@ def make_rp(tmp_path):
         settings.setdefault("store", "memory://")
         settings.setdefault("queue", "memory://")
         settings.setdefault("data_dir", str(tmp_path))
+        for key, value in LOCAL.items():
+            settings.setdefault(key, value)
         rp = RelyingParty(**settings)
         made.append(rp)
         return rp

@@ -9,6 +9,7 @@ another plugin.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -120,4 +121,4 @@ def test_the_relying_party_only_wires():
     assert lines < 420, f"relying_party.py has {lines} lines: move rules to their module"
     source = (PACKAGE / "relying_party.py").read_text()
     for rule in ("check_signature", "use_nonce", "check_return_to", "parse_nonce"):
-        assert rule not in source, f"relying_party.py applies {rule} itself"
+        assert not re.search(rf"\b{rule}\b", source), f"relying_party.py applies {rule} itself"

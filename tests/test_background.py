@@ -117,7 +117,12 @@ def test_two_fetcher_processes_make_one_association_per_op(op, tmp_path):
         for url in endpoints:
             rp.queue.put(url)
         assert rp.queue.pending() == len(endpoints)
-    env = dict(os.environ, OPENID_PLUGINS_STORE=store_url, OPENID_PLUGINS_QUEUE=queue_url)
+    env = dict(
+        os.environ,
+        OPENID_PLUGINS_STORE=store_url,
+        OPENID_PLUGINS_QUEUE=queue_url,
+        OPENID_PLUGINS_FETCH_BLOCK_PRIVATE_ADDRESSES="false",  # the test OP is on 127.0.0.1
+    )
     cmd = [sys.executable, "-m", "openid_plugins", "associate", "--once", "--concurrency", "4"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
@@ -136,7 +141,12 @@ def test_watch_mode_associates_as_items_arrive_and_stops_on_sigterm(op, tmp_path
 
     store_url = (tmp_path / "store").as_uri()
     queue_url = (tmp_path / "queue").as_uri()
-    env = dict(os.environ, OPENID_PLUGINS_STORE=store_url, OPENID_PLUGINS_QUEUE=queue_url)
+    env = dict(
+        os.environ,
+        OPENID_PLUGINS_STORE=store_url,
+        OPENID_PLUGINS_QUEUE=queue_url,
+        OPENID_PLUGINS_FETCH_BLOCK_PRIVATE_ADDRESSES="false",  # the test OP is on 127.0.0.1
+    )
     cmd = [sys.executable, "-m", "openid_plugins", "associate", "--watch", "--poll", "0.2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     try:

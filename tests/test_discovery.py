@@ -379,14 +379,15 @@ def test_endless_response_ends_quickly(server):
         return 200, {"Content-Type": "text/html"}, chunks()
 
     url = server.route("/", endless)
-    with Fetcher(FetchSettings(max_bytes=500_000)) as small, pytest.raises(ResponseTooLargeError):
+    settings = FetchSettings(max_bytes=500_000, block_private_addresses=False)
+    with Fetcher(settings) as small, pytest.raises(ResponseTooLargeError):
         discover(url, small)
 
 
 def test_huge_response_is_refused_before_reading(server):
     url = server.route("/", 200, {"Content-Type": "text/html"}, b"x" * 3_000_000)
     with (
-        Fetcher(FetchSettings()) as default,
+        Fetcher(FetchSettings(block_private_addresses=False)) as default,
         pytest.raises(ResponseTooLargeError, match="max_bytes"),
     ):
         discover(url, default)
@@ -403,7 +404,7 @@ def test_slow_drip_times_out(server):
         return 200, {"Content-Type": "text/html"}, chunks()
 
     url = server.route("/", drip)
-    settings = FetchSettings(read_timeout=5, total_timeout=0.4)
+    settings = FetchSettings(read_timeout=5, total_timeout=0.4, block_private_addresses=False)
     with Fetcher(settings) as slow, pytest.raises(FetchError, match="timed out"):
         discover(url, slow)
 
@@ -419,7 +420,8 @@ def test_ssrf_guard_applies_to_xrds_locations_and_falls_back(server):
         if "169.254" in checked_url:
             raise FetchRefusedError(f"refusing {checked_url}")
 
-    with Fetcher(FetchSettings(), policy) as guarded, pytest.raises(IncorrectClaimError) as info:
+    local = FetchSettings(block_private_addresses=False)  # the policy is the guard here
+    with Fetcher(local, policy) as guarded, pytest.raises(IncorrectClaimError) as info:
         discover(url, guarded)
     assert "169.254.169.254" in str(info.value)
     assert calls == [url, "http://169.254.169.254/latest/", url]

@@ -24,7 +24,11 @@ from openid_plugins.protocol import ssrf
 from openid_plugins.protocol.fetch import Fetcher, redact
 from openid_plugins.relying_party import RelyingParty
 
-FAST = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)
+# The test servers are on 127.0.0.1: the SSRF guard (on by default) is off unless a test
+# turns it on.
+FAST = FetchSettings(
+    connect_timeout=2, read_timeout=2, total_timeout=5, block_private_addresses=False
+)
 
 
 @pytest.fixture
@@ -32,6 +36,7 @@ def make_fetcher():
     made = []
 
     def make(policy=None, **settings):
+        settings.setdefault("block_private_addresses", False)
         made.append(Fetcher(FetchSettings(**settings), policy))
         return made[-1]
 
@@ -201,7 +206,7 @@ def test_tls_failure_is_a_fetch_error(server, fetcher):
 
 def test_announced_oversize_body_is_refused_before_reading(server):
     server.route("/big", 200, {}, b"x" * 2000)
-    with Fetcher(FetchSettings(max_bytes=1000)) as fetcher:
+    with Fetcher(FetchSettings(max_bytes=1000, block_private_addresses=False)) as fetcher:
         with pytest.raises(ResponseTooLargeError, match="max_bytes=1000"):
             fetcher.get(server.url("/big"))
         server.route("/fits", 200, {}, b"x" * 1000)
@@ -239,7 +244,7 @@ def test_slow_drip_is_stopped_by_the_total_deadline(server):
         return 200, {"Content-Length": "100000"}, chunks()
 
     server.route("/drip", drip)
-    settings = FetchSettings(read_timeout=5, total_timeout=0.5)
+    settings = FetchSettings(read_timeout=5, total_timeout=0.5, block_private_addresses=False)
     with Fetcher(settings) as fetcher, pytest.raises(FetchError, match="total_timeout=0.5"):
         fetcher.get(server.url("/drip"))
 
@@ -360,10 +365,11 @@ def test_every_resolved_address_must_be_public():
         ssrf.check_addresses("http://none/", [])
 
 
-def test_guard_is_off_by_default(server):
-    url = server.route("/local", 200, {}, b"dev")
-    with Fetcher(FetchSettings()) as fetcher:
-        assert fetcher.get(url).body == b"dev"
+def test_guard_is_on_by_default(server):
+    url = server.route("/local", 200, {}, b"internal")
+    with Fetcher(FetchSettings()) as fetcher, pytest.raises(FetchRefusedError, match="loopback"):
+        fetcher.get(url)
+    assert server.requests == []
 
 
 @pytest.mark.parametrize(
@@ -399,7 +405,12 @@ def test_hook_openid_check_fetch_url_sees_every_url_redirects_included(server):
     recorder = Recorder()
     server.redirect("/start", "/end")
     server.route("/end", 200, {}, b"")
-    with RelyingParty(store="memory://", plugins=[recorder], fetch_max_bytes=1234) as rp:
+    with RelyingParty(
+        store="memory://",
+        plugins=[recorder],
+        fetch_max_bytes=1234,
+        fetch_block_private_addresses=False,
+    ) as rp:
         rp.fetcher.get(server.url("/start"))
     assert recorder.calls == [
         (server.url("/start"), ("127.0.0.1",), 1234),

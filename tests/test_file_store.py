@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -451,3 +452,34 @@ def test_unusable_root_is_a_store_error(tmp_path, clock):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="could not create the store directory"):
         make(blocker / "store", clock)
+
+
+# -- recoverable faults recover -----------------------------------------------------------
+
+
+def test_a_removed_store_directory_is_recreated(root, clock, caplog):
+    """Removed by hand or by a tmp cleaner: the store starts again empty (with a warning)
+    instead of failing every call until the process restarts."""
+    store = make(root, clock)
+    fill(store, clock)
+    shutil.rmtree(root)
+    assert store.get_association(OP) is None  # reads find nothing, and fail nothing
+    assert store.use_nonce(OP, clock.now(), "after") is True
+    assert store.use_nonce(OP, clock.now(), "after") is False
+    store.store_association(OP, assoc("new", clock.now()))
+    assert store.get_association(OP).handle == "new"
+    store.cache_set("ns", "k", 1, 60)
+    assert store.cache_get("ns", "k") == 1
+    assert warnings_about(caplog, "disappeared")
+    assert (root / "LAYOUT").exists() and stat.S_IMODE(root.stat().st_mode) == 0o700
+    shutil.rmtree(root)
+    assert store.cleanup() == 0
+
+
+def test_a_removed_subdirectory_is_recreated(root, clock):
+    store = make(root, clock)
+    shutil.rmtree(root / "nonces")
+    shutil.rmtree(root / "associations")
+    assert store.use_nonce(OP, clock.now(), "s") is True
+    store.store_association(OP, assoc("h", clock.now()))
+    assert store.get_association(OP, "h") is not None

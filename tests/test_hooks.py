@@ -181,7 +181,11 @@ def test_hook_openid_extension_request_args_and_openid_extension_response(browse
     with (
         DevelopmentProvider() as provider,
         RelyingParty(
-            store="memory://", queue="memory://", plugins=[SiteWide()], association="stateless"
+            store="memory://",
+            queue="memory://",
+            plugins=[SiteWide()],
+            association="stateless",
+            **provider.rp_settings,
         ) as rp,
     ):
         session: dict = {}

@@ -49,7 +49,7 @@ def decode_html(body: bytes, charset: str | None = None) -> str:
         return body.decode("utf-16", "replace")
     try:
         return body.decode(charset or "utf-8", "replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or not a name at all ("\x00" in it)
         log.info("unknown charset %r; decoding as UTF-8", charset)
         return body.decode("utf-8", "replace")
 

@@ -28,8 +28,10 @@ class FetchSettings:
     user_timeout: float = 5.0
     verify_tls: bool = True
     #: Refuse private, loopback and link-local addresses (SSRF guard, ``protocol.ssrf``;
-    #: ruby-openid CVE-2019-11027). Off by default so local development works.
-    block_private_addresses: bool = False
+    #: ruby-openid CVE-2019-11027). On by default: identifiers and the URLs their pages
+    #: name are chosen by strangers. Turn it off only to sign in against an OP on this
+    #: machine or network (development, tests); the relying party logs a warning then.
+    block_private_addresses: bool = True
     user_agent: str = "openid-plugins"
 
     def __post_init__(self) -> None:

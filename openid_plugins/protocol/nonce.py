@@ -73,7 +73,8 @@ def _timestamp(stamp: str) -> int:
         int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19]),
     )  # fmt: skip
     # RFC 3339 5.6 allows second 60 (a leap second); POSIX time folds it into the next one.
-    if not (1 <= month <= 12 and 1 <= day <= _days_in(year, month)) or (
+    # Year 0000 matches the pattern but exists in no calendar Python computes with.
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= _days_in(year, month)) or (
         hour > 23 or minute > 59 or second > 60
     ):
         raise IncompleteAnswerError(f"response nonce {stamp!r} is not a valid date (10.1)")

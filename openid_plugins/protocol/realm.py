@@ -17,6 +17,9 @@ from publicsuffixlist import PublicSuffixList
 from ..errors import IncorrectURIError, RealmError
 from .urinorm import URIParts, split_uri
 
+#: Longer realms are refused before any parsing: a realm is a site's own short URL prefix.
+MAX_REALM_LENGTH = 2047
+
 
 @cache
 def _public_suffixes() -> PublicSuffixList:
@@ -43,6 +46,11 @@ class Realm:
     @classmethod
     def parse(cls, text: str) -> Realm:
         """Parse a realm; raise ``RealmError`` when it is not one (9.2)."""
+        if isinstance(text, str) and len(text) > MAX_REALM_LENGTH:
+            raise RealmError(
+                f"realm {text[:60]!r}... is {len(text)} characters long; at most"
+                f" {MAX_REALM_LENGTH} are accepted"
+            )
         if not isinstance(text, str) or not text.isascii():
             # A realm is a URI (RFC 3986): an IDN host or path must be given in its
             # punycode / percent-encoded form.

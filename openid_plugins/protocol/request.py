@@ -7,13 +7,34 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..contracts import Association
+from ..errors import ConfigurationError, IncorrectURIError
 from .endpoint import Endpoint
 from .message import OPENID2_NS, Message
+from .urinorm import split_uri
 
 #: 9.1: what an RP sends as claimed_id and identity to let the OP choose the identifier.
 IDENTIFIER_SELECT = "http://specs.openid.net/auth/2.0/identifier_select"
 #: Indirect messages longer than this go by form POST (section 5.2.1).
 MAX_REDIRECT_URL = 2047
+#: Longer return_to URLs are refused by begin(): the OP sends the user back to it, and a
+#: site's own callback URL is short; a long one is a bug or an attack on the work done.
+MAX_RETURN_TO_LENGTH = 4096
+
+
+def check_return_to_url(return_to: str) -> None:
+    """Refuse a return_to that is not an absolute http(s) URL of bounded length, before
+    begin() does any work for it (the nonce is added to it, the OP redirects to it)."""
+    if not isinstance(return_to, str):
+        raise ConfigurationError(f"return_to must be a URL string, not {type(return_to).__name__}")
+    if len(return_to) > MAX_RETURN_TO_LENGTH:
+        raise ConfigurationError(
+            f"return_to {return_to[:60]!r}... is {len(return_to)} characters long; at most"
+            f" {MAX_RETURN_TO_LENGTH} are accepted"
+        )
+    try:
+        split_uri(return_to)
+    except IncorrectURIError as exc:
+        raise ConfigurationError(f"return_to is not an absolute http(s) URL: {exc}") from None
 
 
 @dataclass(frozen=True)

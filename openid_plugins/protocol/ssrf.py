@@ -24,8 +24,9 @@ itself; an egress firewall is the complete answer for those.
 
 The guard is part of the core, not a plugin: ``Fetcher`` applies it whenever
 ``FetchSettings.block_private_addresses`` is on, and the ``openid_check_fetch_url`` hook can
-only add checks after it, so no plugin configuration can switch it off by accident. Off by
-default so that local development (an OP on localhost) works.
+only add checks after it, so no plugin configuration can switch it off by accident. On by
+default; local development (an OP on localhost) turns it off explicitly
+(``fetch_block_private_addresses=False``), and ``RelyingParty`` logs a warning when it is off.
 """
 
 from __future__ import annotations

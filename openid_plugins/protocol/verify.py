@@ -102,11 +102,13 @@ def signed_keys(message: Message) -> list[str]:
 
 
 def _split(url: str) -> tuple[str, str, int | None, str, list[tuple[str, str]]]:
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        raise ReturnToMismatchError(f"{url!r} has an invalid port") from None
+    except ValueError:  # an invalid port, or a "[" that opens no IPv6 address
+        raise ReturnToMismatchError(
+            f"{url[:200]!r} has an invalid port or a malformed IPv6 address"
+        ) from None
     default = {"http": 80, "https": 443}.get(parts.scheme.lower())
     return (
         parts.scheme.lower(),
@@ -396,12 +398,18 @@ class AssertionVerifier:
                 " response belongs to another sign-in (a second tab?); start again"
             )
         check_return_to(message["return_to"], current_url)
+        try:
+            started = float(state.get("started", now))
+            session_endpoint = Endpoint.from_dict(state["endpoint"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MissingSessionError(
+                f"the sign-in state in this session is damaged ({exc!r}); start again"
+            ) from None
         delay = self.max_login_delay
-        if delay and now - float(state.get("started", now)) > delay:
+        if delay and now - started > delay:
             raise TookTooLongError(
                 f"the sign-in took longer than {int(delay)} s at the OP; start again"
             )
-        session_endpoint = Endpoint.from_dict(state["endpoint"])
         if session_endpoint.is_openid2 and not message.is_openid2:
             # Without openid.ns a 2.0 answer would be checked by the 1.x rules, against the
             # RP nonce instead of its own response_nonce: a replay in other clothes.
@@ -470,7 +478,13 @@ class AssertionVerifier:
                 f"the asserted identifier is longer than {MAX_IDENTIFIER_BYTES} bytes"
                 f" ({claimed[:60]!r}...); it is refused without discovery"
             )
-        if "@" in urlsplit(defragged).netloc:
+        try:
+            netloc = urlsplit(defragged).netloc
+        except ValueError:  # e.g. "http://[x": a "[" that opens no IPv6 address
+            raise DiscoveryMismatchError(
+                f"the asserted identifier {claimed[:200]!r} is not a valid URL"
+            ) from None
+        if "@" in netloc:
             # RFC 9110 4.2.4, as for user input (urinorm): "https://bank.example@evil.example/"
             # exists to mislead, and in directed identity the OP alone chose it.
             raise DiscoveryMismatchError(

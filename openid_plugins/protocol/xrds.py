@@ -40,6 +40,12 @@ _LOCAL_ID = f"{{{XRD_NS}}}LocalID"
 _CANONICAL_ID = f"{{{XRD_NS}}}CanonicalID"
 _DELEGATE = f"{{{OPENID_1_NS}}}Delegate"
 
+# XRI Resolution 2.0 section 4.3.3: a priority is a non-negative integer, in ASCII digits
+# (str.isdigit() also accepts "²", which int() refuses).
+_PRIORITY = re.compile(r"[0-9]+\Z")
+#: Larger priorities all sort as this one (still before services with none): int() of a
+#: huge digit string is slow, and past 4300 digits refused.
+MAX_PRIORITY = 2**63 - 1
 # RFC 3986 section 3.1: an absolute URI starts with a scheme; no whitespace anywhere.
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f]*\Z")
 
@@ -80,7 +86,10 @@ def priority_of(element: Element) -> int | None:
     """The ``priority`` attribute if it is a non-negative integer (XRI Resolution 2.0
     section 4.3.3), else None, which sorts after every priority."""
     value = (element.get("priority") or "").strip()
-    return int(value) if value.isdigit() else None
+    if not _PRIORITY.match(value):
+        return None
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else MAX_PRIORITY
 
 
 def _by_priority(elements: list[Element]) -> list[Element]:

@@ -111,19 +111,44 @@ class FileStore(Store):
         self._next_cleanup = -math.inf
         self._warned: set[str] = set()
         with self._errors("create the store directory"):
-            open_layout(root, "store", StoreError)
-            for path in (
-                self._tmp,
-                self._associations,
-                self._association_index,
-                self._nonces,
-                self._cache,
-                self._cache_index,
-            ):
+            self._lay_out()
+
+    def _lay_out(self) -> None:
+        open_layout(self.root, "store", StoreError)
+        for path in (
+            self._tmp,
+            self._associations,
+            self._association_index,
+            self._nonces,
+            self._cache,
+            self._cache_index,
+        ):
+            make_private_dir(path)
+        if create_empty(self._stamp):
+            now = self.clock.now()
+            os.utime(self._stamp, (now, now))
+
+    def _make_dir(self, path: Path) -> None:
+        """``make_private_dir``, recreating the whole store first if its directory is gone
+        (removed by hand, or by a tmp cleaner): a StoreError on every call until the
+        process restarts would be worse than starting empty."""
+        try:
+            make_private_dir(path)
+        except FileNotFoundError:
+            if self.root.is_dir():
+                if path.parent == self.root or self.root not in path.parents:
+                    raise
+                self._make_dir(path.parent)  # a subdirectory was removed: make it again
                 make_private_dir(path)
-            if create_empty(self._stamp):
-                now = self.clock.now()
-                os.utime(self._stamp, (now, now))
+                return
+            log.warning(
+                "the file store directory %s disappeared; recreating it empty (the nonces"
+                " it held are gone, so responses from the last %d s could be replayed once)",
+                self.root,
+                int(self.options.nonce_skew),
+            )
+            self._lay_out()
+            make_private_dir(path)
 
     # -- associations ---------------------------------------------------------------------
 
@@ -221,7 +246,7 @@ class FileStore(Store):
                 try:
                     fresh = create_empty(path)
                 except FileNotFoundError:  # a new bucket, or one cleanup just removed
-                    make_private_dir(bucket_dir)
+                    self._make_dir(bucket_dir)
                     continue
                 if not fresh:
                     return False
@@ -303,6 +328,9 @@ class FileStore(Store):
         at; live buckets are never listed. Safe to run from several processes at once."""
         now = self.clock.now()
         with self._errors("clean up"):
+            if not self._stamp.exists():
+                self._make_dir(self._tmp)  # recreates the store if it is gone
+                create_empty(self._stamp)
             removed = self._sweep_nonces(now)
             removed += self._sweep_index(
                 self._association_index, ASSOCIATION_BUCKET, now, self._association_marker, True
@@ -459,7 +487,7 @@ class FileStore(Store):
             try:
                 fresh = create_empty(bucket_dir / name)
             except FileNotFoundError:
-                make_private_dir(bucket_dir)
+                self._make_dir(bucket_dir)
                 continue
             if fresh and durable and self.fsync:
                 fsync_dir(bucket_dir)
@@ -480,8 +508,8 @@ class FileStore(Store):
                 )
                 return
             except FileNotFoundError:  # cleanup removed the (empty) directory meanwhile
-                make_private_dir(self._tmp)
-                make_private_dir(directory)
+                self._make_dir(self._tmp)
+                self._make_dir(directory)
         raise FileNotFoundError(f"{directory} keeps disappearing")
 
     def _list(self, directory: Path) -> list[str]:

@@ -32,6 +32,7 @@ pickles them by name.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import threading
@@ -46,7 +47,7 @@ import pytest
 
 from ..config import open_queue, open_store
 from ..contracts import MAX_SERVER_URL_BYTES, Association, Queue, QueueItem, Store, StoreOptions
-from ..errors import StoreError
+from ..errors import QueueError, StoreError
 from ..manager import make_plugin_manager
 from .clock import FakeClock
 
@@ -589,6 +590,29 @@ class StoreContract:
             assert contract_store.use_nonce(OP, now, salt) is True
             assert contract_store.use_nonce(OP, now, salt) is False
 
+    def test_text_without_utf8_form_raises_only_store_errors(
+        self, contract_store: Store, contract_clock: FakeClock
+    ) -> None:
+        """A lone surrogate (as decoding with surrogateescape makes) in any key: the store
+        keeps it or refuses it with StoreError, never with UnicodeEncodeError."""
+        now, odd = contract_clock.now(), "\udcff"
+        calls: list[Callable[[], object]] = [
+            lambda: contract_store.store_association(OP + odd, _association("h", now)),
+            lambda: contract_store.store_association(OP, _association("h" + odd, now)),
+            lambda: contract_store.get_association(OP + odd),
+            lambda: contract_store.get_association(OP, "h" + odd),
+            lambda: contract_store.remove_association(OP, "h" + odd),
+            lambda: contract_store.use_nonce(OP + odd, now, "s"),
+            lambda: contract_store.use_nonce(OP, now, "s" + odd),
+            lambda: contract_store.nonce_seen(OP, now, "s" + odd),
+            lambda: contract_store.cache_set("ns" + odd, "k" + odd, {"v": odd}, 60),
+            lambda: contract_store.cache_get("ns" + odd, "k" + odd),
+            lambda: contract_store.cache_delete("ns" + odd, "k" + odd),
+        ]
+        for call in calls:
+            with contextlib.suppress(StoreError):
+                call()
+
     # threads
 
     def test_concurrent_threads(self, contract_store: Store, contract_clock: FakeClock) -> None:
@@ -744,6 +768,10 @@ class QueueContract:
         assert item.server_url == server_url
         contract_queue.ack([item])
         assert contract_queue.pending() == 0
+
+    def test_text_without_utf8_form_raises_only_queue_errors(self, contract_queue: Queue) -> None:
+        with contextlib.suppress(QueueError):
+            contract_queue.put("https://op.example/\udcff")
 
     def test_concurrent_threads_claim_disjoint_items(
         self, open_contract_queue: Callable[[], Queue]

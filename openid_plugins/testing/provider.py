@@ -5,6 +5,7 @@ external OP. It speaks OpenID 2.0 and answers OpenID 1.1 requests in 1.1 form; u
 approved without a UI, so a test drives a login with an HTTP client alone::
 
     with DevelopmentProvider(users=("alice", "bob")) as op:
+        rp = RelyingParty(store="memory://", **op.rp_settings)  # the SSRF guard off: loopback
         auth = rp.begin(op.identity_url("alice"), return_to, session=session)
         back = requests.get(auth.redirect_url, allow_redirects=False).headers["Location"]
         result = rp.complete(query_of(back), back, session=session)
@@ -194,6 +195,14 @@ class DevelopmentProvider:
             self._associations.clear()
 
     # -- URLs ------------------------------------------------------------------------------
+
+    @property
+    def rp_settings(self) -> dict[str, object]:
+        """The settings a relying party needs to sign in here: this OP listens on a loopback
+        address, which the SSRF guard refuses by default. Pass them explicitly
+        (``RelyingParty(..., **op.rp_settings)``); the relying party logs a warning that the
+        guard is off, and production settings never carry them."""
+        return {"fetch_block_private_addresses": False}
 
     @property
     def base_url(self) -> str:

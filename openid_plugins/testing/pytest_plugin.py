@@ -5,7 +5,8 @@ Opt in from a site's own test suite::
     # conftest.py
     pytest_plugins = ["openid_plugins.testing.pytest_plugin"]
 
-    # test_login.py
+    # test_login.py: the site's relying party, in its test settings, takes
+    # openid_provider.rp_settings (the SSRF guard off: the provider is on 127.0.0.1)
     def test_login(openid_provider, client):
         response = client.post("/login", {"openid": openid_provider.identity_url("alice")})
         ...

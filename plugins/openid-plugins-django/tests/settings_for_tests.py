@@ -20,4 +20,10 @@ AUTHENTICATION_BACKENDS = [
 ]
 ROOT_URLCONF = "site_urls"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-OPENID_PLUGINS = {"store": "memory://", "queue": "memory://"}
+# The test OP is on 127.0.0.1, which the SSRF guard refuses by default: turned off here
+# explicitly (the relying party logs a warning).
+OPENID_PLUGINS = {
+    "store": "memory://",
+    "queue": "memory://",
+    "fetch_block_private_addresses": False,
+}

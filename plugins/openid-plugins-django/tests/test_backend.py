@@ -157,7 +157,12 @@ def test_sreg_and_ax_requests_follow_the_arguments(op, browser):
 
 
 @override_settings(
-    OPENID_PLUGINS={"store": "memory://", "queue": "memory://", "association": "inline"}
+    OPENID_PLUGINS={
+        "store": "memory://",
+        "queue": "memory://",
+        "association": "inline",
+        "fetch_block_private_addresses": False,
+    }
 )
 def test_without_reusing_associations_the_op_checks_the_signature(op, browser):
     assert browser.finish(browser.sign_in(op.identity())).json()["anonymous"] is True

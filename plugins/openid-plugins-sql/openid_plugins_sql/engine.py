@@ -3,11 +3,15 @@ made lazily, disposed when the last user closes, and reset in a forked child."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import random
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +28,10 @@ log = logging.getLogger("openid_plugins.sql.engine")
 
 #: How long a SQLite connection waits for another writer before giving up (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-#: Seconds to wait for a PostgreSQL or MariaDB server to accept a connection: a server
-#: that is down must fail the operation, not hang the login.
-CONNECT_TIMEOUT = 10
+#: Seconds the client waits past a server's own statement timeout before it gives up on
+#: the connection: an alive server cancels the statement itself (the connection stays
+#: usable); only a frozen or cut-off one meets the client-side bound.
+CLIENT_GRACE = 1.0
 #: Seconds a pooled server connection may sit unused before its next checkout pings it.
 PING_IDLE_AFTER = 2.0
 #: SQLite connections kept checked out between hot-path operations (see HotPath).
@@ -220,13 +225,25 @@ def _create(target: Target) -> Engine:
         # would only add a round trip to each operation.
         "pool_reset_on_return": None,
     }
+    limit = target.statement_timeout + CLIENT_GRACE
     if target.dialect == "sqlite":
+        if not target.url.query.get("uri"):
+            _private_sqlite_file(target.url.database or "")
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    elif target.dialect == "postgresql":
+        # psycopg bounds the whole connection set-up (it rounds up to whole seconds).
+        kwargs["connect_args"] = {"connect_timeout": max(1, math.ceil(target.connect_timeout))}
     else:
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-        if target.dialect == "mysql":
-            # The server drops idle connections after wait_timeout (8 h by default).
-            kwargs["pool_recycle"] = 3600
+        # PyMySQL drops connect_timeout once TCP is up, before the server's greeting: a
+        # listener that never greets held the login for 120 s. read_timeout bounds every
+        # read from then on (the greeting included), write_timeout every write.
+        kwargs["connect_args"] = {
+            "connect_timeout": target.connect_timeout,
+            "read_timeout": limit,
+            "write_timeout": limit,
+        }
+        # The server drops idle connections after wait_timeout (8 h by default).
+        kwargs["pool_recycle"] = 3600
     try:
         engine = sa.create_engine(target.url, **kwargs)
     except ImportError as err:
@@ -235,12 +252,43 @@ def _create(target: Target) -> Engine:
             f"the database driver for {target.display} is not installed ({err}); "
             f'install it with: pip install "openid-plugins-sql[{extra}]"'
         ) from err
+    if target.dialect == "postgresql":
+        event.listen(engine, "do_connect", _bounded_psycopg_connect(limit))
     connect = {"sqlite": _sqlite_connect, "postgresql": _postgresql_connect}
-    event.listen(engine, "connect", connect.get(target.dialect, _mysql_connect))
+    on_connect = connect.get(target.dialect, _mysql_connect)
+    event.listen(engine, "connect", functools.partial(on_connect, target=target))
     event.listen(engine, "connect", _keep_cursor)
     event.listen(engine, "begin", _begin)
     log.debug("created engine for %s", target.display)
     return engine
+
+
+def _private_sqlite_file(path: str) -> None:
+    """Create the database file 0600 before SQLite does (0644 under a usual umask): it
+    holds association secrets, which let whoever reads them forge logins. SQLite creates
+    the -wal and -shm files with the database file's permissions. An existing file that
+    others can read is reported, not changed: its owner may have reasons."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            return
+        if mode & 0o077:
+            log.warning(
+                "%s is readable by other users (mode %03o) and holds association secrets:"
+                " chmod 600 it (and its -wal and -shm files)",
+                path,
+                mode,
+            )
+        return
+    except OSError as err:
+        raise ConfigurationError(f"cannot create the SQLite database {path}: {err}") from err
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 def cursor(connection: PoolProxiedConnection) -> Any:
@@ -254,7 +302,7 @@ def cursor(connection: PoolProxiedConnection) -> Any:
 # the hot path's through backend.transaction().
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry, target: Target) -> None:
     # sqlite3's own implicit BEGIN also skips SELECTs and DDL, which would break
     # transactional schema creation and read consistency; autocommit it is.
     dbapi_connection.isolation_level = None
@@ -264,30 +312,111 @@ def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
         # WAL: readers never block the writer and other processes see a consistent file;
         # NORMAL sync is durable across application crashes (an OS crash may lose the last
         # commits, never corrupt the database).
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, once, whoever gets there first.
+
+    Switching a database into WAL needs it to itself, and SQLite answers a connection that
+    cannot have it with "database is locked" at once: the busy timeout does not apply.
+    Processes opening a new database together (web workers at start-up) all asked, and
+    the losers failed their first operation. Reading the mode waits like any read; so a
+    connection that finds WAL already set does nothing, and one that lost the race waits
+    and looks again, until the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":  # e.g. a file system without shared memory
+                log.warning("SQLite kept journal_mode=%s instead of WAL", mode)
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005 + random.random() * 0.02)  # noqa: S311 - jitter, not secrets
 
 
 # READ COMMITTED on both servers for the transactions that remain: MariaDB's default
 # REPEATABLE READ takes gap locks that make concurrent puts and claims deadlock.
 
 
-def _postgresql_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _postgresql_connect(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, target: Target
+) -> None:
     dbapi_connection.autocommit = True
+    # statement_timeout: an alive server cancels a statement (a lock wait included) that
+    # runs longer, and the connection stays usable.
     dbapi_connection.execute(
-        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED"
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED;"
+        f" SET statement_timeout = {int(target.statement_timeout * 1000)}"
     )
 
 
-def _mysql_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _mysql_connect(dbapi_connection: Any, _record: ConnectionPoolEntry, target: Target) -> None:
     dbapi_connection.autocommit(True)
     cursor = dbapi_connection.cursor()
     try:
+        # InnoDB waits 50 s for a row lock by default; the server gives up first now, and
+        # the client's read_timeout covers a server that does not answer at all.
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        lock_wait = max(1, math.ceil(target.statement_timeout))
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {lock_wait}")
     finally:
         cursor.close()
+
+
+def _bounded_psycopg_connect(limit: float) -> Callable[..., Any]:
+    """A ``do_connect`` listener making ``bounded_psycopg_connection(limit)`` connections."""
+    connection_class = bounded_psycopg_connection(limit)
+
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return connection_class.connect(*cargs, **cparams)
+
+    return connect
+
+
+@functools.cache
+def bounded_psycopg_connection(limit: float) -> type:
+    """A psycopg connection class whose every wait on the server ends after ``limit`` s.
+
+    libpq has no client-side read timeout, and a server-side statement_timeout does
+    nothing when the server process is frozen (its kernel still acknowledges our packets,
+    so TCP keepalives do not notice either): without this, one ``complete()`` blocked for
+    as long as the server stayed frozen. psycopg's ``Connection.wait`` takes a timeout
+    (used by ``notifies``); every other call passes none, so this subclass supplies the
+    limit. A connection that timed out is in an unknown state: it is closed, and the
+    error is a disconnect, so the pool replaces it.
+    """
+    import psycopg
+
+    # psycopg's wait functions raise this internal OperationalError subclass on timeout;
+    # should it ever be renamed, every OperationalError of a wait closes the connection,
+    # which is still safe.
+    timed_out = getattr(psycopg.errors, "_WaitTimeout", psycopg.OperationalError)
+
+    class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+        def wait(self, gen: Any, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+            if timeout is not None:
+                return super().wait(gen, *args, timeout=timeout, **kw)
+            try:
+                return super().wait(gen, *args, timeout=limit, **kw)
+            except timed_out:
+                if self.closed or self.broken:
+                    raise
+                self.close()
+                raise psycopg.OperationalError(
+                    f"the server did not answer within {limit:g} s"
+                    " (statement_timeout plus a grace second); the connection was closed"
+                ) from None
+
+    return BoundedConnection
 
 
 def _keep_cursor(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

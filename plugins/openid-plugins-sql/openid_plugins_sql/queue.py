@@ -4,6 +4,7 @@ fetchers on several hosts never take the same item."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import threading
@@ -19,9 +20,9 @@ from openid_plugins.contracts import Queue, QueueItem, StoreOptions, check_serve
 from openid_plugins.errors import QueueError
 
 from .backend import SQLBackend
-from .engine import CONNECT_TIMEOUT
+from .engine import CLIENT_GRACE, bounded_psycopg_connection
 from .sql import Renderer
-from .store import sha256_hex
+from .store import sha256_hex, text_value
 
 if TYPE_CHECKING:
     import psycopg
@@ -106,7 +107,8 @@ class SQLQueue(SQLBackend, Queue):
     def put(self, server_url: str) -> None:
         check_server_url(server_url, QueueError)
         url_hash = sha256_hex(server_url)
-        row: tuple[Any, ...] = (server_url, url_hash, url_hash, self.clock.now())
+        text = text_value(server_url, "server_url", QueueError)
+        row: tuple[Any, ...] = (text, url_hash, url_hash, self.clock.now())
         if self.dialect == "postgresql":
             row += (self._channel,)
         # Not retried after a disconnect: the row may be in, and may be claimed already.
@@ -271,7 +273,12 @@ class SQLQueue(SQLBackend, Queue):
                 hide_password=False
             )
             try:
-                conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+                bounded = bounded_psycopg_connection(self.target.statement_timeout + CLIENT_GRACE)
+                conn = bounded.connect(
+                    conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, math.ceil(self.target.connect_timeout)),
+                )
                 try:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                 except psycopg.Error:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from openid_plugins.contracts import Association, Store, StoreOptions, check_server_url
-from openid_plugins.errors import StoreError
+from openid_plugins.errors import OpenIDError, StoreError
 
 from .backend import SQLBackend
 from .schema import tables
@@ -29,6 +29,16 @@ CLEANUP_BATCH = 1000
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def text_value(value: str, what: str, error: type[OpenIDError] = StoreError) -> str:
+    """``value``, if a text column can hold it: a lone surrogate has no UTF-8 form, and
+    the driver would raise UnicodeEncodeError, which is no StoreError."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"refused {what} {value[:60]!r}: it has no UTF-8 form") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -107,8 +117,8 @@ class SQLStore(SQLBackend, Store):
         check_server_url(server_url)
         row = (  # _ASSOCIATION_ROW
             sha256_hex(server_url),
-            association.handle,
-            server_url,
+            text_value(association.handle, "association handle"),
+            text_value(server_url, "server_url"),
             association.secret,
             association.issued,
             association.lifetime,
@@ -123,9 +133,13 @@ class SQLStore(SQLBackend, Store):
 
     def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
         check_server_url(server_url)
-        args: tuple[Any, ...] = (sha256_hex(server_url), server_url, self.clock.now())
+        args: tuple[Any, ...] = (
+            sha256_hex(server_url),
+            text_value(server_url, "server_url"),
+            self.clock.now(),
+        )
         if handle is not None:
-            args += (handle,)
+            args += (text_value(handle, "association handle"),)
 
         def work(cursor: Any) -> Any:
             cursor.execute(self._sql.newest if handle is None else self._sql.by_handle, args)
@@ -145,7 +159,11 @@ class SQLStore(SQLBackend, Store):
 
     def remove_association(self, server_url: str, handle: str) -> bool:
         check_server_url(server_url)
-        args = (sha256_hex(server_url), server_url, handle)
+        args = (
+            sha256_hex(server_url),
+            text_value(server_url, "server_url"),
+            text_value(handle, "association handle"),
+        )
 
         def work(cursor: Any) -> bool:
             cursor.execute(self._sql.remove, args)
@@ -210,7 +228,12 @@ class SQLStore(SQLBackend, Store):
                 f"cache value for {namespace!r}/{key!r} is not JSON ({err}); store plain "
                 "dicts, lists, strings, finite numbers, booleans and None"
             ) from err
-        row = (_cache_key(namespace, key), namespace, text, self.clock.now() + ttl)  # _CACHE_ROW
+        row = (  # _CACHE_ROW
+            _cache_key(namespace, key),
+            text_value(namespace, "cache namespace"),
+            text,
+            self.clock.now() + ttl,
+        )
         self._call(
             "writing the cache",
             lambda cursor: cursor.execute(self._sql.cache_set, row),

@@ -1,8 +1,9 @@
-"""From an openid-plugins store or queue URL to what SQLAlchemy needs: a driver URL and the
-table prefix (given in the URL or in ``StoreOptions.extra``)."""
+"""From an openid-plugins store or queue URL to what SQLAlchemy needs: a driver URL, the
+table prefix and the timeouts (each given in the URL or in ``StoreOptions.extra``)."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,15 @@ _DRIVERS = {
 DEFAULT_TABLE_PREFIX = "openid_"
 PREFIX_OPTION = "table_prefix"
 CREATE_SCHEMA_OPTION = "create_schema"
+#: Seconds one database operation (a statement, a round trip) may take before it fails
+#: with StoreError/QueueError: a frozen or overloaded server must fail the login in a
+#: time a person waits, not hold the web worker (PostgreSQL statement_timeout plus a
+#: client-side bound; MariaDB socket read/write timeouts and the lock wait timeout).
+STATEMENT_TIMEOUT_OPTION = "statement_timeout"
+DEFAULT_STATEMENT_TIMEOUT = 5.0
+#: Seconds to establish a server connection (TCP, TLS, the server's greeting, login).
+CONNECT_TIMEOUT_OPTION = "connect_timeout"
+DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Lower case only (PostgreSQL folds unquoted names, MySQL on Linux does not), and short
 #: enough that ``<prefix>schema_version`` and the index names stay under the 63-character
 #: identifier limit of PostgreSQL.
@@ -53,6 +63,8 @@ class Target:
     url: URL
     prefix: str
     create_schema: bool
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     @property
     def dialect(self) -> str:
@@ -66,8 +78,9 @@ class Target:
 
     @property
     def engine_key(self) -> str:
-        """Identity of the engine (one per database per process)."""
-        return self.url.render_as_string(hide_password=False)
+        """Identity of the engine (one per database and timeouts per process)."""
+        url = self.url.render_as_string(hide_password=False)
+        return f"{url} {self.statement_timeout} {self.connect_timeout}"
 
 
 def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
@@ -77,7 +90,7 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ConfigurationError(
-            f"{url!r} is not a database URL; use e.g. sqlite:///var/lib/app/openid.db or "
+            f"{url!r} is not a database URL; use e.g. sqlite:////var/lib/app/openid.db or "
             "postgresql://user@host/db"
         ) from exc
     drivername = _DRIVERS.get(parsed.drivername.lower())
@@ -88,17 +101,7 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
         )
     parsed = parsed.set(drivername=drivername)
 
-    from_url = parsed.query.get(PREFIX_OPTION)
-    if isinstance(from_url, tuple):
-        raise ConfigurationError(f"{PREFIX_OPTION} is given more than once in the store URL")
-    parsed = parsed.difference_update_query([PREFIX_OPTION])
-    from_extra = extra.get(PREFIX_OPTION)
-    if from_url is not None and from_extra is not None and from_url != from_extra:
-        raise ConfigurationError(
-            f"the store URL says {PREFIX_OPTION}={from_url!r} but the store options say "
-            f"{from_extra!r}; set it in one place"
-        )
-    prefix = from_url if from_url is not None else from_extra
+    parsed, prefix = _take_option(parsed, extra, PREFIX_OPTION)
     prefix = DEFAULT_TABLE_PREFIX if prefix is None else prefix
     if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
         raise ConfigurationError(
@@ -112,10 +115,49 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
         # Four-byte UTF-8 everywhere; the tables are declared utf8mb4 too.
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
 
+    parsed, statement_timeout = _take_option(parsed, extra, STATEMENT_TIMEOUT_OPTION)
+    parsed, connect_timeout = _take_option(parsed, extra, CONNECT_TIMEOUT_OPTION)
+
     create = extra.get(CREATE_SCHEMA_OPTION, True)
     if isinstance(create, str):
         create = create.strip().lower() not in ("0", "false", "no", "off")
-    return Target(url=parsed, prefix=prefix, create_schema=bool(create))
+    return Target(
+        url=parsed,
+        prefix=prefix,
+        create_schema=bool(create),
+        statement_timeout=_seconds(
+            STATEMENT_TIMEOUT_OPTION, statement_timeout, DEFAULT_STATEMENT_TIMEOUT
+        ),
+        connect_timeout=_seconds(CONNECT_TIMEOUT_OPTION, connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+    )
+
+
+def _take_option(url: URL, extra: Mapping[str, Any], name: str) -> tuple[URL, Any]:
+    """``name`` from the URL's query (removed from it: the driver must not see it) or from
+    the store options; refused when both give it with different values."""
+    from_url = url.query.get(name)
+    if isinstance(from_url, tuple):
+        raise ConfigurationError(f"{name} is given more than once in the store URL")
+    url = url.difference_update_query([name])
+    from_extra = extra.get(name)
+    if from_url is not None and from_extra is not None and str(from_url) != str(from_extra):
+        raise ConfigurationError(
+            f"the store URL says {name}={from_url!r} but the store options say "
+            f"{from_extra!r}; set it in one place"
+        )
+    return url, from_url if from_url is not None else from_extra
+
+
+def _seconds(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 3600):
+        raise ConfigurationError(f"{name}={value!r} must be a number of seconds in (0, 3600]")
+    return seconds
 
 
 def _sqlite_file(original: str, url: URL) -> URL:
@@ -130,5 +172,13 @@ def _sqlite_file(original: str, url: URL) -> URL:
     if url.query.get("uri"):
         return url
     path = Path(database).expanduser()
+    if not path.is_absolute():
+        # Relative to each process's working directory: web workers started in different
+        # directories would keep different nonce tables and accept a replayed login.
+        raise ConfigurationError(
+            f"{original!r} names the relative path {database!r} (sqlite:/// is followed by"
+            " the path as written); processes started in other directories would use"
+            " other databases. Give an absolute path: sqlite:////var/lib/app/openid.db"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     return url.set(database=str(path))
