@@ -1,0 +1,300 @@
+"""``MemcachedStore``: associations, used nonces and the cache in memcached, via pymemcache.
+
+Layout (every key is ``<prefix>:<kind>:<sha256 hex>``, 64 + a few bytes, so any input makes
+a valid memcached key: at most 250 bytes, no spaces, no control characters):
+
+- ``n``: a used nonce, written with ``add`` (atomic "use once"); it lives until its
+  timestamp leaves the skew window, after which the window check alone refuses it.
+- ``a``: one association (``Association.to_json``), living until it expires.
+- ``i``: per OP endpoint, the index of its live handles (memcached cannot list keys),
+  changed only with ``gets``/``cas``, so concurrent writers never lose each other's entries.
+- ``c``: one cache entry, ``{"v": value, "e": expires}``.
+
+Values are JSON, never pickle: whoever can write to memcached must not be able to run code
+in the site. Expiry is decided by the store's clock (the value says when it ends); the
+memcached TTL only frees the memory, so a clock moved by tests or by the development OP
+behaves as with every other store.
+
+Several servers go through pymemcache's ``HashClient`` with a ring that never drops a
+server: a key always lives on the same server. HashClient's default removes a failing
+server from the ring, which would send a nonce's key to another server that never saw it
+(a replay) and silently return "not stored" while the server is retried; here a server that
+is down makes the operations whose keys live on it fail with ``StoreError`` until it
+returns, and keys on the other servers keep working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pymemcache.client.base import PooledClient
+from pymemcache.client.hash import HashClient
+from pymemcache.client.rendezvous import RendezvousHash
+
+from openid_plugins.contracts import Association, Store, StoreOptions, check_server_url
+from openid_plugins.errors import StoreError
+
+from .target import Target, parse_target
+
+log = logging.getLogger("openid_plugins.memcached")
+
+#: memcached reads an expiry above 30 days as an absolute Unix time; stay relative.
+MAX_TTL = 30 * 24 * 3600
+#: gets/cas rounds before an index update gives up (each conflict means another writer
+#: succeeded, so running out takes a storm of writers on one OP endpoint).
+CAS_ATTEMPTS = 32
+#: Handles kept in one index; an OP endpoint never needs more than a few live ones.
+MAX_INDEX_ENTRIES = 64
+#: How long an emptied index lingers (it holds nothing; this only frees memory).
+EMPTY_INDEX_TTL = 60
+
+
+class _FixedRing(RendezvousHash):
+    """A rendezvous hash whose servers never leave: HashClient calls ``remove_node`` when it
+    marks a server dead, and a nonce must never move to a server that did not record it."""
+
+    def remove_node(self, node: str) -> None:
+        log.warning("memcached server %s is failing; its keys wait for it to return", node)
+
+
+def make_client(target: Target) -> PooledClient | HashClient:
+    """A thread-safe pooled client for one server, or a fixed-ring HashClient for several.
+
+    Replies are always awaited (``default_noreply=False``): a write that cannot be confirmed
+    is a failure, never a success.
+    """
+    common: dict[str, Any] = {
+        "connect_timeout": target.connect_timeout,
+        "timeout": target.timeout,
+        "no_delay": True,
+        "max_pool_size": target.max_pool_size,
+        "default_noreply": False,
+        "tls_context": target.tls_context(),
+    }
+    if len(target.servers) == 1:
+        return PooledClient(target.servers[0], **common)
+    return HashClient(
+        list(target.servers),
+        hasher=_FixedRing,
+        use_pooling=True,
+        ignore_exc=False,
+        # Every failure raises at once; the server stays in the ring (see _FixedRing) and
+        # is tried again on the next operation, so recovery needs no dead-time wait.
+        retry_attempts=0,
+        dead_timeout=math.inf,
+        **common,
+    )
+
+
+def _ttl(seconds: float) -> int:
+    """A relative memcached expiry covering ``seconds`` (at least 1: 0 means "never")."""
+    if not math.isfinite(seconds):
+        return MAX_TTL
+    return max(1, min(MAX_TTL, math.ceil(seconds) + 1))
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+class MemcachedStore(Store):
+    """The ``memcached://`` store. See the module docstring for the layout."""
+
+    def __init__(self, url: str, options: StoreOptions) -> None:
+        super().__init__(options)
+        self.target = parse_target(url, options.extra)
+        self._prefix = self.target.prefix
+        self._client = make_client(self.target)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _key(self, kind: str, *parts: Any) -> bytes:
+        """``<prefix>:<kind>:<hash of parts>``: JSON of the parts is unambiguous (no two
+        part lists share an encoding), and ASCII even for lone surrogates."""
+        encoded = json.dumps(parts, separators=(",", ":")).encode("ascii")
+        return f"{self._prefix}:{kind}:{hashlib.sha256(encoded).hexdigest()}".encode("ascii")
+
+    def _nonce_key(self, server_url: str, timestamp: float, salt: str) -> bytes:
+        # float(): 5 and 5.0 are the same instant and must be the same nonce.
+        return self._key("n", server_url, repr(float(timestamp)), salt)
+
+    @contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """Every client failure (refused, timed out, server error, a reply cut off) as a
+        ``StoreError``: the operation is not known to have happened."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:  # pymemcache raises socket, protocol and its own errors
+            raise StoreError(
+                f"memcached ({self.target.display}) could not {what}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    # -- nonces (OpenID 2.0 section 11.3) ---------------------------------------------------
+
+    def use_nonce(self, server_url: str, timestamp: float, salt: str) -> bool:
+        check_server_url(server_url)
+        if not self.nonce_in_window(timestamp):
+            return False
+        # Remembered until the stamp leaves the window; from then on the window check
+        # above refuses it without asking memcached.
+        ttl = _ttl(timestamp + self.options.nonce_skew - self.clock.now())
+        key = self._nonce_key(server_url, timestamp, salt)
+        with self._failing("record a nonce"):
+            stored = self._client.add(key, b"1", expire=ttl, noreply=False)
+        # add answers STORED or NOT_STORED; anything else raised above (fail closed).
+        return stored is True
+
+    def nonce_seen(self, server_url: str, timestamp: float, salt: str) -> bool:
+        check_server_url(server_url)
+        if not self.nonce_in_window(timestamp):
+            return False
+        with self._failing("look up a nonce"):
+            return self._client.get(self._nonce_key(server_url, timestamp, salt)) is not None
+
+    # -- associations ---------------------------------------------------------------------
+
+    def store_association(self, server_url: str, association: Association) -> None:
+        check_server_url(server_url)
+        now = self.clock.now()
+        key = self._key("a", server_url, association.handle)
+        with self._failing("store an association"):
+            self._client.set(
+                key,
+                association.to_json().encode("ascii"),
+                expire=_ttl(association.remaining(now)),
+                noreply=False,
+            )
+        entry = [association.handle, association.issued, association.expires]
+
+        def add(entries: list[list[Any]]) -> list[list[Any]]:
+            kept = [e for e in entries if e[0] != association.handle]
+            return [*kept, entry]
+
+        self._change_index(server_url, add)
+
+    def get_association(self, server_url: str, handle: str | None = None) -> Association | None:
+        check_server_url(server_url)
+        now = self.clock.now()
+        if handle is not None:
+            with self._failing("read an association"):
+                raw = self._client.get(self._key("a", server_url, handle))
+            found = self._association(raw, handle)
+            return found if found is not None and found.remaining(now) > 0 else None
+        with self._failing("read an association index"):
+            raw_index = self._client.get(self._key("i", server_url))
+        handles = [e[0] for e in self._entries(raw_index) if e[2] > now]
+        if not handles:
+            return None
+        keys = {self._key("a", server_url, h): h for h in handles}
+        with self._failing("read associations"):
+            raws = self._client.get_many(list(keys))
+        # An evicted association is simply absent: it costs a new one, nothing more.
+        live = [
+            assoc
+            for key, raw in raws.items()
+            if (assoc := self._association(raw, keys[key])) is not None
+            and assoc.remaining(now) > 0
+        ]
+        return max(live, key=lambda a: a.issued, default=None)
+
+    def remove_association(self, server_url: str, handle: str) -> bool:
+        check_server_url(server_url)
+        with self._failing("remove an association"):
+            existed = self._client.delete(self._key("a", server_url, handle), noreply=False)
+        self._change_index(server_url, lambda entries: [e for e in entries if e[0] != handle])
+        return bool(existed)
+
+    def _association(self, raw: bytes | None, handle: str) -> Association | None:
+        if raw is None:
+            return None
+        try:
+            assoc = Association.from_json(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"memcached holds a malformed association: {exc}") from exc
+        return assoc if assoc.handle == handle else None
+
+    def _entries(self, raw: bytes | None) -> list[list[Any]]:
+        """An index value: ``[[handle, issued, expires], ...]``."""
+        if raw is None:
+            return []
+        try:
+            entries = json.loads(raw)
+            return [[str(h), float(i), float(e)] for h, i, e in entries]
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"memcached holds a malformed association index: {exc}") from exc
+
+    def _change_index(
+        self, server_url: str, change: Callable[[list[list[Any]]], list[list[Any]]]
+    ) -> None:
+        """Apply ``change`` to the server URL's index with gets/cas, retrying on conflict.
+
+        Expired entries are dropped on every change, and the index lives as long as its
+        longest-lived entry.
+        """
+        key = self._key("i", server_url)
+        for _ in range(CAS_ATTEMPTS):
+            now = self.clock.now()
+            with self._failing("read an association index"):
+                raw, token = self._client.gets(key)
+            entries = [e for e in change(self._entries(raw)) if e[2] > now]
+            entries = sorted(entries, key=lambda e: e[1])[-MAX_INDEX_ENTRIES:]
+            ttl = _ttl(max((e[2] for e in entries), default=now + EMPTY_INDEX_TTL) - now)
+            value = _dumps(entries)
+            with self._failing("update an association index"):
+                if token is None:
+                    done = raw is None and self._client.add(key, value, expire=ttl, noreply=False)
+                else:
+                    # False: another writer changed it; None: it vanished. Both: read again.
+                    done = self._client.cas(key, value, token, expire=ttl, noreply=False)
+            if done:
+                return
+        raise StoreError(
+            f"memcached ({self.target.display}): the association index of {server_url!r} "
+            f"kept changing under {CAS_ATTEMPTS} attempts"
+        )
+
+    # -- cache ----------------------------------------------------------------------------
+
+    def cache_get(self, namespace: str, key: str) -> Any | None:
+        with self._failing("read the cache"):
+            raw = self._client.get(self._key("c", namespace, key))
+        if raw is None:
+            return None
+        try:
+            entry = json.loads(raw)
+            value, expires = entry["v"], float(entry["e"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"memcached holds a malformed cache entry: {exc}") from exc
+        return value if expires > self.clock.now() else None
+
+    def cache_set(self, namespace: str, key: str, value: Any, ttl: float) -> None:
+        try:
+            data = _dumps({"v": value, "e": self.clock.now() + ttl})
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"cache values must be JSON-serializable: {exc}") from exc
+        with self._failing("write the cache"):
+            self._client.set(self._key("c", namespace, key), data, expire=_ttl(ttl), noreply=False)
+
+    def cache_delete(self, namespace: str, key: str) -> None:
+        with self._failing("delete from the cache"):
+            self._client.delete(self._key("c", namespace, key), noreply=False)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def cleanup(self) -> int:
+        """Nothing to do: every key was written with a TTL and memcached drops it once that
+        has passed (and cannot list keys to count them). Always 0."""
+        return 0
+
+    def close(self) -> None:
+        with self._failing("close its connections"):
+            self._client.close()
