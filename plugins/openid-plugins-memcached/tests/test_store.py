@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from urllib.parse import unquote_to_bytes
 
 import pytest
 from conftest import MemcachedServer, new_prefix, start_server, url_for
@@ -32,18 +31,11 @@ def assoc(handle: str, issued: float, lifetime: float = 3600.0) -> Association:
     return Association(handle, b"k" * 20, issued, lifetime, "HMAC-SHA1")
 
 
-def raw_items(server: MemcachedServer, prefix: str) -> dict[bytes, bytes]:
-    """Every key with ``prefix`` on ``server`` and its value, read with memcached's
-    ``lru_crawler metadump`` (the tests' only way to list keys)."""
+def raw_get(server: MemcachedServer, keys: list[bytes]) -> dict[bytes, bytes]:
+    """What ``server`` itself holds under ``keys``, read with a plain pymemcache client."""
     client = Client(("127.0.0.1", server.port), timeout=5)
     try:
-        dump = client.raw_command(b"lru_crawler metadump all", b"END\r\n")
-        keys = [
-            unquote_to_bytes(line.split()[0].removeprefix(b"key="))
-            for line in dump.splitlines()
-            if line.startswith(b"key=")
-        ]
-        return client.get_many([k for k in keys if k.startswith(prefix.encode() + b":")])
+        return client.get_many(keys)
     finally:
         client.close()
 
@@ -52,19 +44,26 @@ def raw_items(server: MemcachedServer, prefix: str) -> dict[bytes, bytes]:
 
 
 def test_keys_are_short_printable_and_values_json(memcached_servers, clock) -> None:
-    prefix = new_prefix()
-    url = url_for(memcached_servers[:1], prefix)
+    url = url_for(memcached_servers[:1], new_prefix())
     hostile = "https://op.example/" + "\x01 ü" * 400
+    handle, salt, cache_key = "h \x00" * 60, "salt with spaces\n" * 50, "\x7f" * 3000
+    now = clock.now()
     with MemcachedStore(url, StoreOptions(clock=clock)) as store:
-        store.store_association(hostile, assoc("h \x00" * 60, clock.now()))
-        assert store.use_nonce(hostile, clock.now(), "salt with spaces\n" * 50)
-        store.cache_set("disc overy", "\x7f" * 3000, {"a": [1]}, 60)
-    items = raw_items(memcached_servers[0], prefix)
-    assert {key.split(b":")[1] for key in items} == {b"a", b"i", b"n", b"c"}
+        store.store_association(hostile, assoc(handle, now))
+        assert store.use_nonce(hostile, now, salt)
+        store.cache_set("disc overy", cache_key, {"a": [1]}, 60)
+        keys = [
+            store._key("a", hostile, handle),
+            store._key("i", hostile),
+            store._nonce_key(hostile, now, salt),
+            store._key("c", "disc overy", cache_key),
+        ]
+    items = raw_get(memcached_servers[0], keys)
+    assert sorted(items) == sorted(keys)
     for key, value in items.items():
         assert len(key) <= 250
         assert all(0x21 <= byte <= 0x7E for byte in key), key
-        assert key.startswith(prefix.encode() + b":")
+        assert key.startswith(store.target.prefix.encode() + b":")
         json.loads(value)  # never pickle: every value is JSON
 
 
@@ -77,12 +76,17 @@ def test_int_and_float_timestamps_are_the_same_nonce(memcached_servers, clock) -
 
 
 def test_keys_spread_over_both_servers(memcached_servers, clock) -> None:
-    prefix = new_prefix()
-    with MemcachedStore(url_for(memcached_servers, prefix), StoreOptions(clock=clock)) as store:
+    """Each key lives on exactly one of the two servers, and both servers get keys."""
+    url = url_for(memcached_servers, new_prefix())
+    with MemcachedStore(url, StoreOptions(clock=clock)) as store:
+        now = clock.now()
+        keys = []
         for i in range(40):
-            assert store.use_nonce(OP, clock.now(), f"s{i}")
-    counts = [len(raw_items(server, prefix)) for server in memcached_servers]
-    assert sum(counts) == 40 and all(counts), counts
+            assert store.use_nonce(OP, now, f"s{i}")
+            keys.append(store._nonce_key(OP, now, f"s{i}"))
+    held = [set(raw_get(server, keys)) for server in memcached_servers]
+    assert held[0] and held[1] and not held[0] & held[1]
+    assert held[0] | held[1] == set(keys)
 
 
 def test_index_survives_concurrent_writers_on_one_endpoint(memcached_servers) -> None:
