@@ -133,6 +133,8 @@ class MemcachedStore(Store):
         self._prefix = self.target.prefix
         self._display = self.target.display
         self._client = make_client(self.target)
+        #: Whether the servers' eviction setting was looked at (once per store object).
+        self._eviction_checked = False
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -159,12 +161,32 @@ class MemcachedStore(Store):
             return False
         # Remembered until the stamp leaves the window; from then on the window check
         # above refuses it without asking memcached.
+        if not self._eviction_checked:
+            self._check_eviction()
         ttl = _ttl(timestamp + self.options.nonce_skew - self.clock.now())
         key = self._nonce_key(server_url, timestamp, salt)
         with self._failing("record a nonce"):
             stored = self._client.add(key, b"1", expire=ttl, noreply=False)
         # add answers STORED or NOT_STORED; anything else raised above (fail closed).
         return stored is True
+
+    def _check_eviction(self) -> None:
+        """Warn once about every server that may evict: a nonce evicted before its stamp
+        leaves the skew window could be used again. A server started with ``-M`` refuses
+        to store instead (``use_nonce`` then raises ``StoreError``: fail closed)."""
+        clients = getattr(self._client, "clients", None) or {self._display: self._client}
+        try:
+            settings = {name: client.stats("settings") for name, client in clients.items()}
+        except Exception:  # down: use_nonce's own add reports it
+            return
+        self._eviction_checked = True
+        for name, values in settings.items():
+            if values.get(b"evictions", b"on") != b"off":
+                log.warning(
+                    "memcached %s may evict used nonces before their skew window ends (a"
+                    " replay would then pass); start the server that keeps nonces with -M",
+                    name,
+                )
 
     def nonce_seen(self, server_url: str, timestamp: float, salt: str) -> bool:
         check_server_url(server_url)

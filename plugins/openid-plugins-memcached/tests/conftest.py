@@ -50,9 +50,10 @@ def _unavailable(message: str) -> None:
 class MemcachedServer:
     """One ``memcached`` process on 127.0.0.1; ``stop`` and ``start`` again keep the port."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(self, binary: str, *options: str) -> None:
         self.binary = binary
-        self.port = port or _free_port()
+        self.options = options
+        self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +63,7 @@ class MemcachedServer:
     def start(self) -> None:
         # -U 0: no UDP listener; -m 64: 64 MB; memcached refuses to run as root without -u.
         command = [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"]
+        command += self.options
         if os.geteuid() == 0:
             command[1:1] = ["-u", "memcache"]
         self.process = subprocess.Popen(
@@ -91,14 +93,15 @@ class MemcachedServer:
         self.process = None
 
 
-def start_server() -> MemcachedServer:
-    """A running server on a free port; skip (or fail under CI=true) when impossible."""
+def start_server(*options: str) -> MemcachedServer:
+    """A running server on a free port, with more command-line ``options`` (later ones win:
+    ``-m 2`` after the default ``-m 64``); skip (or fail under CI=true) when impossible."""
     binary = _memcached_binary()
     if binary is None:
         _unavailable("memcached is not installed")
     last: Exception | None = None
     for _ in range(3):  # a free port can be taken between the probe and memcached's bind
-        server = MemcachedServer(binary)
+        server = MemcachedServer(binary, *options)
         try:
             server.start()
             return server
@@ -110,10 +113,11 @@ def start_server() -> MemcachedServer:
 
 @pytest.fixture(scope="session")
 def memcached_servers() -> Iterator[list[MemcachedServer]]:
-    """Two servers shared by the session (one-server tests use the first)."""
+    """Two servers shared by the session (one-server tests use the first), configured as
+    the README recommends for nonces: ``-M``, eviction off."""
     servers: list[MemcachedServer] = []
     try:
-        servers.extend(start_server() for _ in range(2))
+        servers.extend(start_server("-M") for _ in range(2))
         yield servers
     finally:
         for server in servers:
@@ -122,7 +126,7 @@ def memcached_servers() -> Iterator[list[MemcachedServer]]:
 
 @pytest.fixture
 def own_server() -> Iterator[MemcachedServer]:
-    """A server for one test that may kill and restart it."""
+    """A server for one test that may kill and restart it (memcached's defaults: it evicts)."""
     server = start_server()
     yield server
     server.stop()

@@ -311,3 +311,40 @@ def test_frozen_server_times_out(own_server: MemcachedServer, clock) -> None:
             own_server.process.send_signal(signal.SIGCONT)
         assert store.use_nonce(OP, clock.now(), "after") is True
         assert store.use_nonce(OP, clock.now(), "before") is False
+
+
+# -- eviction ---------------------------------------------------------------------------------
+
+
+def test_warns_about_a_server_that_may_evict(own_server, memcached_servers, clock, caplog) -> None:
+    caplog.set_level("WARNING", logger="openid_plugins.memcached")
+    url = url_for([memcached_servers[0], own_server], new_prefix())  # -M, and memcached's default
+    with MemcachedStore(url, StoreOptions(clock=clock)) as store:
+        for i in range(3):
+            store.use_nonce(OP, clock.now(), f"s{i}")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and own_server.address in warnings[0] and "-M" in warnings[0]
+
+
+def test_full_server_without_eviction_fails_closed(clock) -> None:
+    """With -M a full server refuses to store: the nonce cannot be recorded, so use_nonce
+    raises StoreError (never "not a replay"), and recorded nonces stay recorded."""
+    server = start_server("-M", "-m", "2")
+    try:
+        url = f"memcached://{server.address}?prefix={new_prefix()}"
+        with MemcachedStore(url, StoreOptions(clock=clock)) as store:
+            now = clock.now()
+            recorded = 0
+            with pytest.raises(StoreError, match="out of memory"):
+                for i in range(200_000):
+                    assert store.use_nonce(OP, now, f"fill-{i}") is True
+                    recorded = i + 1
+            assert recorded > 0
+            with pytest.raises(StoreError, match="out of memory"):
+                store.use_nonce(OP, now, "one more")
+            # memcached allocates before it looks for the key: a replay is refused too.
+            with pytest.raises(StoreError, match="out of memory"):
+                store.use_nonce(OP, now, "fill-0")
+            assert store.nonce_seen(OP, now, "fill-0") is True
+    finally:
+        server.stop()
