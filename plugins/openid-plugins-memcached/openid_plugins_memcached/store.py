@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,9 @@ CAS_ATTEMPTS = 32
 MAX_INDEX_ENTRIES = 64
 #: How long an emptied index lingers (it holds nothing; this only frees memory).
 EMPTY_INDEX_TTL = 60
+#: How often (seconds, per process and server) the restart guard reads its marker again
+#: when nothing failed: bounds what a ``flush_all`` or an evicted marker goes unnoticed.
+EPOCH_RECHECK = 10.0
 
 
 class _FixedRing(RendezvousHash):
@@ -103,10 +107,10 @@ class _Failing:
     ``with`` block as a ``StoreError``: the operation is not known to have happened. A class,
     not a generator-based context manager: it runs on every login and costs a quarter."""
 
-    __slots__ = ("display", "what")
+    __slots__ = ("store", "what")
 
-    def __init__(self, display: str, what: str) -> None:
-        self.display, self.what = display, what
+    def __init__(self, store: MemcachedStore, what: str) -> None:
+        self.store, self.what = store, what
 
     def __enter__(self) -> None:
         return None
@@ -115,8 +119,11 @@ class _Failing:
         # pymemcache raises socket, protocol and its own errors: all mean "not done".
         if exc is None or isinstance(exc, StoreError) or not isinstance(exc, Exception):
             return
+        # A server that failed may come back restarted and empty: read its marker again.
+        self.store._epochs.clear()
         raise StoreError(
-            f"memcached ({self.display}) could not {self.what}: {type(exc).__name__}: {exc}"
+            f"memcached ({self.store._display}) could not {self.what}: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
 
 
@@ -135,6 +142,14 @@ class MemcachedStore(Store):
         self._client = make_client(self.target)
         #: Whether the servers' eviction setting was looked at (once per store object).
         self._eviction_checked = False
+        #: Server name ("host:port") -> its pymemcache client.
+        self._servers: dict[str, Any] = getattr(self._client, "clients", None) or {
+            self._display.removeprefix("memcached://"): self._client
+        }
+        self._ring = getattr(self._client, "hasher", None)
+        #: The restart guard's state: server name -> (marker time, monotonic time read).
+        self._epochs: dict[str, tuple[float, float]] = {}
+        self._epoch_keys: dict[str, bytes] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -151,7 +166,7 @@ class MemcachedStore(Store):
         return self._key("n", server_url, repr(float(timestamp)), salt)
 
     def _failing(self, what: str) -> _Failing:
-        return _Failing(self._display, what)
+        return _Failing(self, what)
 
     # -- nonces (OpenID 2.0 section 11.3) ---------------------------------------------------
 
@@ -165,18 +180,79 @@ class MemcachedStore(Store):
             self._check_eviction()
         ttl = _ttl(timestamp + self.options.nonce_skew - self.clock.now())
         key = self._nonce_key(server_url, timestamp, salt)
+        # Nonces are stamped in whole seconds (10.1): one issued in the second the marker
+        # was written is refused too, as it may have been used just before the loss.
+        if self.target.restart_guard and timestamp < self._epoch(key):
+            raise StoreError(
+                f"memcached ({self._display}) lost or may have lost its used nonces (restart,"
+                " flush or first use) after this response was issued, so whether it was used"
+                " before cannot be known: refused (sign in again)"
+            )
         with self._failing("record a nonce"):
             stored = self._client.add(key, b"1", expire=ttl, noreply=False)
         # add answers STORED or NOT_STORED; anything else raised above (fail closed).
         return stored is True
 
+    # -- the restart guard ------------------------------------------------------------------
+
+    def _epoch(self, key: bytes) -> float:
+        """Since when the server holding ``key`` has kept every used nonce: the time in its
+        marker, written with ``add`` (no expiry) by the first store that found none.
+
+        A restart, a ``flush_all`` or an eviction of the marker loses it together with the
+        used nonces, so the next store to look writes a new one, and nonces stamped before
+        it are refused: that server cannot know whether they were used. Each process reads
+        the marker when it first needs it, again after any failure (a restart breaks every
+        connection a process holds, so no process uses a restarted server without failing
+        on it first) and at most every ``EPOCH_RECHECK`` seconds otherwise. Every store
+        operation makes sure of the marker of the server it uses, so a login's begin()
+        normally sets it before the OP stamps the answer that complete() will check.
+        """
+        name = self._server_of(key)
+        cached = self._epochs.get(name)
+        if cached is not None and time.monotonic() - cached[1] < EPOCH_RECHECK:
+            return cached[0]
+        marker = self._epoch_key(name)
+        client = self._servers[name]
+        with self._failing("read its restart marker"):
+            raw = client.get(marker)
+            if raw is None:
+                client.add(marker, _dumps(self.clock.now()), expire=0, noreply=False)
+                raw = client.get(marker)  # ours, or the one a faster store just wrote
+        try:
+            epoch = float(json.loads(raw))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"memcached {name} holds a malformed restart marker") from exc
+        self._epochs[name] = (epoch, time.monotonic())
+        return epoch
+
+    def _server_of(self, key: bytes) -> str:
+        if self._ring is None:
+            return next(iter(self._servers))
+        return self._ring.get_node(key)
+
+    def _epoch_key(self, name: str) -> bytes:
+        """A marker key that the ring places on server ``name`` (probed once per server)."""
+        key = self._epoch_keys.get(name)
+        if key is None:
+            for i in range(100_000):
+                key = f"{self._prefix}:epoch:{i}".encode("ascii")
+                if self._ring is None or self._ring.get_node(key) == name:
+                    break
+            self._epoch_keys[name] = key
+        return key
+
+    def _guard(self, key: bytes) -> None:
+        """Make sure of the marker of ``key``'s server before using it (see ``_epoch``)."""
+        if self.target.restart_guard:
+            self._epoch(key)
+
     def _check_eviction(self) -> None:
         """Warn once about every server that may evict: a nonce evicted before its stamp
         leaves the skew window could be used again. A server started with ``-M`` refuses
         to store instead (``use_nonce`` then raises ``StoreError``: fail closed)."""
-        clients = getattr(self._client, "clients", None) or {self._display: self._client}
         try:
-            settings = {name: client.stats("settings") for name, client in clients.items()}
+            settings = {name: client.stats("settings") for name, client in self._servers.items()}
         except Exception:  # down: use_nonce's own add reports it
             return
         self._eviction_checked = True
@@ -192,8 +268,10 @@ class MemcachedStore(Store):
         check_server_url(server_url)
         if not self.nonce_in_window(timestamp):
             return False
+        key = self._nonce_key(server_url, timestamp, salt)
+        self._guard(key)
         with self._failing("look up a nonce"):
-            return self._client.get(self._nonce_key(server_url, timestamp, salt)) is not None
+            return self._client.get(key) is not None
 
     # -- associations ---------------------------------------------------------------------
 
@@ -201,6 +279,7 @@ class MemcachedStore(Store):
         check_server_url(server_url)
         now = self.clock.now()
         key = self._key("a", server_url, association.handle)
+        self._guard(key)
         with self._failing("store an association"):
             self._client.set(
                 key,
@@ -220,12 +299,16 @@ class MemcachedStore(Store):
         check_server_url(server_url)
         now = self.clock.now()
         if handle is not None:
+            key = self._key("a", server_url, handle)
+            self._guard(key)
             with self._failing("read an association"):
-                raw = self._client.get(self._key("a", server_url, handle))
+                raw = self._client.get(key)
             found = self._association(raw, handle)
             return found if found is not None and found.remaining(now) > 0 else None
+        index_key = self._key("i", server_url)
+        self._guard(index_key)
         with self._failing("read an association index"):
-            raw_index = self._client.get(self._key("i", server_url))
+            raw_index = self._client.get(index_key)
         handles = [e[0] for e in self._entries(raw_index) if e[2] > now]
         if not handles:
             return None
@@ -243,8 +326,10 @@ class MemcachedStore(Store):
 
     def remove_association(self, server_url: str, handle: str) -> bool:
         check_server_url(server_url)
+        key = self._key("a", server_url, handle)
+        self._guard(key)
         with self._failing("remove an association"):
-            existed = self._client.delete(self._key("a", server_url, handle), noreply=False)
+            existed = self._client.delete(key, noreply=False)
         self._change_index(server_url, lambda entries: [e for e in entries if e[0] != handle])
         return bool(existed)
 
@@ -300,8 +385,10 @@ class MemcachedStore(Store):
     # -- cache ----------------------------------------------------------------------------
 
     def cache_get(self, namespace: str, key: str) -> Any | None:
+        cache_key = self._key("c", namespace, key)
+        self._guard(cache_key)
         with self._failing("read the cache"):
-            raw = self._client.get(self._key("c", namespace, key))
+            raw = self._client.get(cache_key)
         if raw is None:
             return None
         try:
@@ -316,12 +403,16 @@ class MemcachedStore(Store):
             data = _dumps({"v": value, "e": self.clock.now() + ttl})
         except (TypeError, ValueError) as exc:
             raise StoreError(f"cache values must be JSON-serializable: {exc}") from exc
+        cache_key = self._key("c", namespace, key)
+        self._guard(cache_key)
         with self._failing("write the cache"):
-            self._client.set(self._key("c", namespace, key), data, expire=_ttl(ttl), noreply=False)
+            self._client.set(cache_key, data, expire=_ttl(ttl), noreply=False)
 
     def cache_delete(self, namespace: str, key: str) -> None:
+        cache_key = self._key("c", namespace, key)
+        self._guard(cache_key)
         with self._failing("delete from the cache"):
-            self._client.delete(self._key("c", namespace, key), noreply=False)
+            self._client.delete(cache_key, noreply=False)
 
     # -- housekeeping ---------------------------------------------------------------------
 

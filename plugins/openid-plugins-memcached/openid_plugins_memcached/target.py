@@ -33,6 +33,7 @@ OPTIONS = (
     "connect_timeout",
     "timeout",
     "max_pool_size",
+    "restart_guard",
     "tls",
     "tls_ca_file",
     "tls_cert_file",
@@ -50,6 +51,9 @@ class Target:
     timeout: float = DEFAULT_TIMEOUT
     #: Connections kept per server and process (None: as many as threads ask for).
     max_pool_size: int | None = None
+    #: Refuse nonces stamped before the server that would record them started (it cannot
+    #: know whether they were used before its restart); see MemcachedStore.use_nonce.
+    restart_guard: bool = True
     tls: bool = False
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
@@ -101,6 +105,7 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
         connect_timeout=_seconds(values, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
         timeout=_seconds(values, "timeout", DEFAULT_TIMEOUT),
         max_pool_size=None if max_pool is None else _positive_int("max_pool_size", max_pool),
+        restart_guard=_flag("restart_guard", values.get("restart_guard", True)),
         tls=_flag("tls", values.get("tls", False)),
         tls_ca_file=values.get("tls_ca_file") or None,
         tls_cert_file=values.get("tls_cert_file") or None,
