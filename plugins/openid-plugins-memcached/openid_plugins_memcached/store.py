@@ -9,6 +9,8 @@ a valid memcached key: at most 250 bytes, no spaces, no control characters):
 - ``i``: per OP endpoint, the index of its live handles (memcached cannot list keys),
   changed only with ``gets``/``cas``, so concurrent writers never lose each other's entries.
 - ``c``: one cache entry, ``{"v": value, "e": expires}``.
+- ``<prefix>:epoch:<n>``: per server, the restart guard's marker (see ``_epoch``): since
+  when that server has kept every used nonce.
 
 Values are JSON, never pickle: whoever can write to memcached must not be able to run code
 in the site. Expiry is decided by the store's clock (the value says when it ends); the
@@ -58,9 +60,21 @@ EMPTY_INDEX_TTL = 60
 EPOCH_RECHECK = 10.0
 
 
+def _blake2b_64(text: str, seed: int) -> int:
+    """The ring's hash. pymemcache's default (murmur3 in pure Python) cost more than the
+    memcached round trip it routes, and only this store reads its keys. Part of the layout:
+    every process of a site must place a key on the same server, so changing it (or the
+    seed, always 0 here) moves nonces away from their records, a replay window."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, person=b"openid-ring")
+    return int.from_bytes(digest.digest(), "big") ^ seed
+
+
 class _FixedRing(RendezvousHash):
     """A rendezvous hash whose servers never leave: HashClient calls ``remove_node`` when it
     marks a server dead, and a nonce must never move to a server that did not record it."""
+
+    def __init__(self) -> None:
+        super().__init__(hash_function=_blake2b_64)
 
     def remove_node(self, node: str) -> None:
         log.warning("memcached server %s is failing; its keys wait for it to return", node)
@@ -147,6 +161,7 @@ class MemcachedStore(Store):
             self._display.removeprefix("memcached://"): self._client
         }
         self._ring = getattr(self._client, "hasher", None)
+        self._only = next(iter(self._servers))
         #: The restart guard's state: server name -> (marker time, monotonic time read).
         self._epochs: dict[str, tuple[float, float]] = {}
         self._epoch_keys: dict[str, bytes] = {}
@@ -182,21 +197,22 @@ class MemcachedStore(Store):
         key = self._nonce_key(server_url, timestamp, salt)
         # Nonces are stamped in whole seconds (10.1): one issued in the second the marker
         # was written is refused too, as it may have been used just before the loss.
-        if self.target.restart_guard and timestamp < self._epoch(key):
+        name, client = self._server(key)
+        if self.target.restart_guard and timestamp < self._epoch(name):
             raise StoreError(
                 f"memcached ({self._display}) lost or may have lost its used nonces (restart,"
                 " flush or first use) after this response was issued, so whether it was used"
                 " before cannot be known: refused (sign in again)"
             )
         with self._failing("record a nonce"):
-            stored = self._client.add(key, b"1", expire=ttl, noreply=False)
+            stored = client.add(key, b"1", expire=ttl, noreply=False)
         # add answers STORED or NOT_STORED; anything else raised above (fail closed).
         return stored is True
 
     # -- the restart guard ------------------------------------------------------------------
 
-    def _epoch(self, key: bytes) -> float:
-        """Since when the server holding ``key`` has kept every used nonce: the time in its
+    def _epoch(self, name: str) -> float:
+        """Since when server ``name`` has kept every used nonce: the time in its
         marker, written with ``add`` (no expiry) by the first store that found none.
 
         A restart, a ``flush_all`` or an eviction of the marker loses it together with the
@@ -208,7 +224,6 @@ class MemcachedStore(Store):
         operation makes sure of the marker of the server it uses, so a login's begin()
         normally sets it before the OP stamps the answer that complete() will check.
         """
-        name = self._server_of(key)
         cached = self._epochs.get(name)
         if cached is not None and time.monotonic() - cached[1] < EPOCH_RECHECK:
             return cached[0]
@@ -226,10 +241,12 @@ class MemcachedStore(Store):
         self._epochs[name] = (epoch, time.monotonic())
         return epoch
 
-    def _server_of(self, key: bytes) -> str:
-        if self._ring is None:
-            return next(iter(self._servers))
-        return self._ring.get_node(key)
+    def _server(self, key: bytes) -> tuple[str, Any]:
+        """The name and pooled client of the server that holds ``key``. Single-key
+        operations go to that client directly: the ring is consulted once, not again by
+        HashClient."""
+        name = self._ring.get_node(key) if self._ring is not None else self._only
+        return name, self._servers[name]
 
     def _epoch_key(self, name: str) -> bytes:
         """A marker key that the ring places on server ``name`` (probed once per server)."""
@@ -242,10 +259,12 @@ class MemcachedStore(Store):
             self._epoch_keys[name] = key
         return key
 
-    def _guard(self, key: bytes) -> None:
-        """Make sure of the marker of ``key``'s server before using it (see ``_epoch``)."""
+    def _client_for(self, key: bytes) -> Any:
+        """The client of ``key``'s server, once the server's marker is known (``_epoch``)."""
+        name, client = self._server(key)
         if self.target.restart_guard:
-            self._epoch(key)
+            self._epoch(name)
+        return client
 
     def _check_eviction(self) -> None:
         """Warn once about every server that may evict: a nonce evicted before its stamp
@@ -269,9 +288,9 @@ class MemcachedStore(Store):
         if not self.nonce_in_window(timestamp):
             return False
         key = self._nonce_key(server_url, timestamp, salt)
-        self._guard(key)
+        client = self._client_for(key)
         with self._failing("look up a nonce"):
-            return self._client.get(key) is not None
+            return client.get(key) is not None
 
     # -- associations ---------------------------------------------------------------------
 
@@ -279,9 +298,9 @@ class MemcachedStore(Store):
         check_server_url(server_url)
         now = self.clock.now()
         key = self._key("a", server_url, association.handle)
-        self._guard(key)
+        client = self._client_for(key)
         with self._failing("store an association"):
-            self._client.set(
+            client.set(
                 key,
                 association.to_json().encode("ascii"),
                 expire=_ttl(association.remaining(now)),
@@ -300,15 +319,15 @@ class MemcachedStore(Store):
         now = self.clock.now()
         if handle is not None:
             key = self._key("a", server_url, handle)
-            self._guard(key)
+            client = self._client_for(key)
             with self._failing("read an association"):
-                raw = self._client.get(key)
+                raw = client.get(key)
             found = self._association(raw, handle)
             return found if found is not None and found.remaining(now) > 0 else None
         index_key = self._key("i", server_url)
-        self._guard(index_key)
+        client = self._client_for(index_key)
         with self._failing("read an association index"):
-            raw_index = self._client.get(index_key)
+            raw_index = client.get(index_key)
         handles = [e[0] for e in self._entries(raw_index) if e[2] > now]
         if not handles:
             return None
@@ -327,9 +346,9 @@ class MemcachedStore(Store):
     def remove_association(self, server_url: str, handle: str) -> bool:
         check_server_url(server_url)
         key = self._key("a", server_url, handle)
-        self._guard(key)
+        client = self._client_for(key)
         with self._failing("remove an association"):
-            existed = self._client.delete(key, noreply=False)
+            existed = client.delete(key, noreply=False)
         self._change_index(server_url, lambda entries: [e for e in entries if e[0] != handle])
         return bool(existed)
 
@@ -361,20 +380,21 @@ class MemcachedStore(Store):
         longest-lived entry.
         """
         key = self._key("i", server_url)
+        client = self._client_for(key)
         for _ in range(CAS_ATTEMPTS):
             now = self.clock.now()
             with self._failing("read an association index"):
-                raw, token = self._client.gets(key)
+                raw, token = client.gets(key)
             entries = [e for e in change(self._entries(raw)) if e[2] > now]
             entries = sorted(entries, key=lambda e: e[1])[-MAX_INDEX_ENTRIES:]
             ttl = _ttl(max((e[2] for e in entries), default=now + EMPTY_INDEX_TTL) - now)
             value = _dumps(entries)
             with self._failing("update an association index"):
                 if token is None:
-                    done = raw is None and self._client.add(key, value, expire=ttl, noreply=False)
+                    done = raw is None and client.add(key, value, expire=ttl, noreply=False)
                 else:
                     # False: another writer changed it; None: it vanished. Both: read again.
-                    done = self._client.cas(key, value, token, expire=ttl, noreply=False)
+                    done = client.cas(key, value, token, expire=ttl, noreply=False)
             if done:
                 return
         raise StoreError(
@@ -386,9 +406,9 @@ class MemcachedStore(Store):
 
     def cache_get(self, namespace: str, key: str) -> Any | None:
         cache_key = self._key("c", namespace, key)
-        self._guard(cache_key)
+        client = self._client_for(cache_key)
         with self._failing("read the cache"):
-            raw = self._client.get(cache_key)
+            raw = client.get(cache_key)
         if raw is None:
             return None
         try:
@@ -404,15 +424,15 @@ class MemcachedStore(Store):
         except (TypeError, ValueError) as exc:
             raise StoreError(f"cache values must be JSON-serializable: {exc}") from exc
         cache_key = self._key("c", namespace, key)
-        self._guard(cache_key)
+        client = self._client_for(cache_key)
         with self._failing("write the cache"):
-            self._client.set(cache_key, data, expire=_ttl(ttl), noreply=False)
+            client.set(cache_key, data, expire=_ttl(ttl), noreply=False)
 
     def cache_delete(self, namespace: str, key: str) -> None:
         cache_key = self._key("c", namespace, key)
-        self._guard(cache_key)
+        client = self._client_for(cache_key)
         with self._failing("delete from the cache"):
-            self._client.delete(cache_key, noreply=False)
+            client.delete(cache_key, noreply=False)
 
     # -- housekeeping ---------------------------------------------------------------------
 
