@@ -56,7 +56,7 @@ MAX_INDEX_ENTRIES = 64
 #: How long an emptied index lingers (it holds nothing; this only frees memory).
 EMPTY_INDEX_TTL = 60
 #: How often (seconds, per process and server) the restart guard reads its marker again
-#: when nothing failed: bounds what a ``flush_all`` or an evicted marker goes unnoticed.
+#: when nothing failed: bounds how long a ``flush_all`` or an evicted marker goes unnoticed.
 EPOCH_RECHECK = 10.0
 
 
@@ -189,20 +189,20 @@ class MemcachedStore(Store):
         check_server_url(server_url)
         if not self.nonce_in_window(timestamp):
             return False
-        # Remembered until the stamp leaves the window; from then on the window check
-        # above refuses it without asking memcached.
         if not self._eviction_checked:
             self._check_eviction()
+        # Remembered until the stamp leaves the window; from then on the window check
+        # above refuses it without asking memcached.
         ttl = _ttl(timestamp + self.options.nonce_skew - self.clock.now())
         key = self._nonce_key(server_url, timestamp, salt)
+        name, client = self._server(key)
         # Nonces are stamped in whole seconds (10.1): one issued in the second the marker
         # was written is refused too, as it may have been used just before the loss.
-        name, client = self._server(key)
         if self.target.restart_guard and timestamp < self._epoch(name):
             raise StoreError(
-                f"memcached ({self._display}) lost or may have lost its used nonces (restart,"
-                " flush or first use) after this response was issued, so whether it was used"
-                " before cannot be known: refused (sign in again)"
+                f"memcached {name} lost or may have lost its used nonces (restart, flush or"
+                " first use) after this response was issued, so whether it was used before"
+                " cannot be known: refused (sign in again)"
             )
         with self._failing("record a nonce"):
             stored = client.add(key, b"1", expire=ttl, noreply=False)
