@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from openid_plugins.contracts import StoreOptions
 from openid_plugins.testing.clock import FakeClock
 
 pytest_plugins = ["openid_plugins.testing.contract"]
@@ -143,28 +142,14 @@ def url_for(servers: list[MemcachedServer], prefix: str | None = None) -> str:
 
 
 @pytest.fixture(params=[1, 2], ids=["one-server", "two-servers"])
-def servers(request: pytest.FixtureRequest, memcached_servers: list[MemcachedServer]):  # noqa: ANN201
+def servers(
+    request: pytest.FixtureRequest, memcached_servers: list[MemcachedServer]
+) -> list[MemcachedServer]:
     return memcached_servers[: request.param]
 
 
 @pytest.fixture
-def url(servers: list[MemcachedServer]) -> str:
-    return url_for(servers, new_prefix())
-
-
-#: How far the tests' clock runs ahead of the wall clock (see ``clock``).
-AHEAD = 60.0
-
-
-@pytest.fixture
 def clock() -> FakeClock:
-    """A clock a minute ahead of the wall clock, so the nonces tests stamp with it come
-    after the start of the servers they start: the restart guard refuses a nonce stamped
-    before its server started (a real site's servers are older than any nonce it sees).
-    Tests of the guard itself stamp with the wall clock."""
-    return FakeClock(time.time() + AHEAD)
-
-
-@pytest.fixture
-def options(clock: FakeClock) -> StoreOptions:
-    return StoreOptions(clock=clock, nonce_skew=300.0)
+    """A clock the test moves. Nonces stamped with its ``now()`` pass the restart guard: a
+    store writes its marker with its own clock, at its first operation on a server."""
+    return FakeClock()

@@ -13,6 +13,7 @@ from conftest import MemcachedServer, new_prefix
 
 from openid_plugins.errors import OpenIDError, StoreError
 from openid_plugins.protocol.nonce import parse_nonce
+from openid_plugins.protocol.verify import AuthResult
 from openid_plugins.relying_party import RelyingParty
 from openid_plugins.testing.python3_openid_op import Python3OP
 
@@ -50,11 +51,11 @@ class Site:
         back = response.headers["Location"]
         return session, dict(parse_qsl(urlsplit(back).query, keep_blank_values=True))
 
-    def complete(self, session: dict[str, str], query: dict[str, str]):  # noqa: ANN201
+    def complete(self, session: dict[str, str], query: dict[str, str]) -> AuthResult:
         url = RETURN_TO + "?" + requests.compat.urlencode(query)
         return self.rp.complete(query, url, session=dict(session))
 
-    def login(self, identifier: str):  # noqa: ANN201
+    def login(self, identifier: str) -> AuthResult:
         session, query = self.to_op_and_back(identifier)
         result = self.complete(session, query)
         self.assert_nonce_recorded(query)
