@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -80,6 +81,26 @@ class MemcachedServer:
                 time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"memcached did not listen on port {self.port}")
+
+    def freeze(self) -> None:
+        """Stop the server with SIGSTOP (it keeps accepting connections, the kernel does, but
+        never answers) and wait until every one of its threads is stopped: the signal is
+        delivered asynchronously, and a thread still running could answer one more command."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + START_PATIENCE
+        while time.monotonic() < deadline:
+            # /proc/PID/task/TID/stat: "tid (comm) STATE ..."; T: stopped by a signal.
+            stats = [(task / "stat").read_text() for task in tasks.iterdir()]
+            if all(stat.rsplit(")", 1)[1].split()[0] in ("T", "t") for stat in stats):
+                return
+            time.sleep(0.01)
+        raise RuntimeError("memcached did not stop on SIGSTOP")
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Kill the server (SIGKILL: a crash, not a clean shutdown) and wait for it."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
 import threading
@@ -302,14 +301,14 @@ def test_frozen_server_times_out(own_server: MemcachedServer, clock) -> None:
     url = f"memcached://{own_server.address}?{FAST}&prefix={new_prefix()}"
     with MemcachedStore(url, StoreOptions(clock=clock)) as store:
         assert store.use_nonce(OP, clock.now(), "before") is True
-        own_server.process.send_signal(signal.SIGSTOP)
+        own_server.freeze()
         try:
             with pytest.raises(StoreError, match="timed out"):
                 store.use_nonce(OP, clock.now(), "frozen")
             with pytest.raises(StoreError):
                 store.get_association(OP)
         finally:
-            own_server.process.send_signal(signal.SIGCONT)
+            own_server.thaw()
         assert store.use_nonce(OP, clock.now(), "after") is True
         assert store.use_nonce(OP, clock.now(), "before") is False
 
