@@ -348,3 +348,30 @@ def test_full_server_without_eviction_fails_closed(clock) -> None:
             assert store.nonce_seen(OP, now, "fill-0") is True
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"not json", b"\x80\x04\x95pickle", b'{"v": 1}', b"[[1, 2]]", b"null"]
+)
+def test_foreign_values_are_store_errors(memcached_servers, clock, garbage: bytes) -> None:
+    """Whatever else writes under the store's keys (a pickle, a truncated value, another
+    application) is refused with StoreError, never unpickled or half-used."""
+    url = url_for(memcached_servers[:1], new_prefix())
+    with MemcachedStore(url, StoreOptions(clock=clock)) as store:
+        keys = {
+            "cache": store._key("c", "ns", "k"),
+            "association": store._key("a", OP, "h"),
+            "index": store._key("i", OP),
+        }
+        raw = Client(("127.0.0.1", memcached_servers[0].port))
+        try:
+            for key in keys.values():
+                assert raw.set(key, garbage, noreply=False)
+        finally:
+            raw.close()
+        with pytest.raises(StoreError, match="malformed"):
+            store.cache_get("ns", "k")
+        with pytest.raises(StoreError, match="malformed"):
+            store.get_association(OP, "h")
+        with pytest.raises(StoreError, match="malformed"):
+            store.get_association(OP)
