@@ -1,6 +1,6 @@
 """``MemcachedStore``: associations, used nonces and the cache in memcached, via pymemcache.
 
-Layout (every key is ``<prefix>:<kind>:<sha256 hex>``, 64 + a few bytes, so any input makes
+Layout (every key is ``<prefix>:<kind>:<sha256 hex>``, at most 131 bytes, so any input makes
 a valid memcached key: at most 250 bytes, no spaces, no control characters):
 
 - ``n``: a used nonce, written with ``add`` (atomic "use once"); it lives until its
