@@ -3,9 +3,9 @@
 Each test gets its own key prefix (on the URL for one server, in ``StoreOptions.extra`` for
 two), so both ways of passing options are covered, the kit's racing processes included.
 
-The restart guard is off here: the kit stamps nonces up to ``nonce_skew`` in the past, before
-these seconds-old test servers started, and the guard refuses exactly those (a server cannot
-know whether they were used before it started). test_restart_guard.py covers the guard.
+The restart guard is off here: the kit stamps nonces up to ``nonce_skew`` in the past on a
+fresh prefix, and the guard refuses exactly those (a prefix or server first met after a
+nonce was stamped cannot know whether it was used before). test_restart_guard.py covers it.
 """
 
 from __future__ import annotations
