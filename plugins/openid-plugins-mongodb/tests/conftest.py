@@ -19,7 +19,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pymongo
 import pytest
@@ -73,6 +75,9 @@ class Server:
             _unavailable("secantusd-py is not installed (pip install -e '.[test]')")
         args = [executable, "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--storage-path", self.storage, "--log-level", "WARNING"]
+        # mongod's test-only commands (configureFailPoint), for the unknown-outcome tests;
+        # this server listens on loopback for this test session only.
+        args.append("--enable-test-commands")
         if self.standalone:
             args.append("--standalone")
         with open(self.log, "ab") as log:
@@ -150,12 +155,39 @@ def drop_database(base: str, name: str) -> None:
         client.close()
 
 
+def _fresh_database(base: str) -> Iterator[str]:
+    name = f"t{secrets.token_hex(4)}"
+    yield f"{base}/{name}"
+    drop_database(base, name)
+
+
 @pytest.fixture
 def db_url(server: str) -> Iterator[str]:
-    """A URL naming a database of its own (dropped afterwards)."""
-    name = f"t{secrets.token_hex(4)}"
-    yield f"{server}/{name}"
-    drop_database(server, name)
+    """A URL naming a database of its own (dropped afterwards), on each server."""
+    yield from _fresh_database(server)
+
+
+@pytest.fixture
+def replset_db_url(replset_server: str) -> Iterator[str]:
+    """A URL naming a database of its own on the replica-set server only."""
+    yield from _fresh_database(replset_server)
+
+
+@contextmanager
+def fail_point(base: str, times: int, **data: Any) -> Iterator[None]:
+    """mongod's ``failCommand`` fail point, on for the next ``times`` matching commands."""
+    client = pymongo.MongoClient(base, serverSelectionTimeoutMS=3000)
+    command = {"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data}
+    try:
+        client.admin.command(command)
+    except pymongo.errors.OperationFailure as exc:
+        client.close()
+        pytest.skip(f"{base} has no test commands (configureFailPoint): {exc}")
+    try:
+        yield
+    finally:
+        client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+        client.close()
 
 
 @pytest.fixture
