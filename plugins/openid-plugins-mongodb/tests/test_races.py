@@ -45,9 +45,7 @@ def test_each_nonce_has_exactly_one_winner_among_processes(
         assert winners == 1, f"nonce {index}: {winners} of {RACERS} processes won"
 
 
-def test_claiming_processes_take_each_item_once(
-    replset_db_url: str, racers: ProcessRacers
-) -> None:
+def test_claiming_processes_take_each_item_once(replset_db_url: str, racers: ProcessRacers) -> None:
     urls = [f"https://op{i}.example/server" for i in range(120)]
     with RelyingParty(settings=Settings(store=replset_db_url, queue=replset_db_url)) as rp:
         for url in urls:
