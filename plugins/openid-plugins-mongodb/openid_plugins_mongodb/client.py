@@ -150,11 +150,15 @@ class Handle:
         self.target = parse_target(url, options_extra)
         self.error = error
         self._collections: dict[str, Collection] = {}
+        self._pid = os.getpid()
         self._closed = False
         acquire(self.target)
 
     def collection(self, name: str) -> Collection:
         """``<prefix><name>``: majority writes, primary reads (one lookup per name)."""
+        if self._pid != os.getpid():  # forked: the cached collections use the parent's client
+            self._collections.clear()
+            self._pid = os.getpid()
         found = self._collections.get(name)
         if found is None:
             with self.errors("connecting"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
+from typing import Any
 
 import pymongo
 import pytest
@@ -182,3 +183,29 @@ def test_queue_refuses_tokens_it_never_issued(db_url: str, options: StoreOptions
 
     with MongoQueue(db_url, options) as queue, pytest.raises(QueueError):
         queue.ack([QueueItem(OP, "not-a-token")])
+
+
+def _use_in_child(store: MongoStore, stamp: float, results: Any) -> None:
+    results.put(store.use_nonce(OP, stamp, "forked"))
+
+
+def test_a_forked_child_gets_a_client_of_its_own(db_url: str) -> None:
+    """pymongo clients are not fork-safe: a store used before a fork (a pre-forking web
+    server) makes a new client in the child instead of sharing the parent's sockets."""
+    import multiprocessing
+    import warnings
+
+    ctx = multiprocessing.get_context("fork")
+    with MongoStore(db_url, StoreOptions()) as store:
+        stamp = store.clock.now()
+        assert store.use_nonce(OP, stamp, "parent") is True
+        results = ctx.Queue()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+            child = ctx.Process(target=_use_in_child, args=(store, stamp, results))
+            child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert results.get(timeout=10) is True
+        assert store.use_nonce(OP, stamp, "forked") is False
+        assert store.use_nonce(OP, stamp, "parent-after") is True
