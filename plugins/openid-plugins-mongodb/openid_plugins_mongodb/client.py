@@ -82,8 +82,8 @@ def database(target: Target, error: type[OpenIDError]) -> Database:
     with _lock:
         _forget_inherited()
         entry = _entries.get(target.client_key)
-        if entry is None:  # used after close, or in a forked child: counts as a user
-            entry = _entries[target.client_key] = _Entry(users=1)
+        if entry is None:
+            raise error(f"{target.display}: used after close")
         if entry.client is None:
             entry.client = _create(target)
         key = (target.database, target.prefix)
@@ -156,9 +156,14 @@ class Handle:
 
     def collection(self, name: str) -> Collection:
         """``<prefix><name>``: majority writes, primary reads (one lookup per name)."""
-        if self._pid != os.getpid():  # forked: the cached collections use the parent's client
+        if self._closed:
+            raise self.error(f"{self.target.display}: used after close")
+        if self._pid != os.getpid():
+            # Forked: the cached collections use the parent's client; this handle becomes a
+            # user of the child's own.
             self._collections.clear()
             self._pid = os.getpid()
+            acquire(self.target)
         found = self._collections.get(name)
         if found is None:
             with self.errors("connecting"):

@@ -186,7 +186,12 @@ def test_queue_refuses_tokens_it_never_issued(db_url: str, options: StoreOptions
 
 
 def _use_in_child(store: MongoStore, stamp: float, results: Any) -> None:
-    results.put(store.use_nonce(OP, stamp, "forked"))
+    """The parent's store and a queue opened in the child share the child's own client."""
+    with MongoQueue(store.target.uri + "?collection_prefix=openid_", store.options) as queue:
+        queue.put(OP)
+        results.put(store.use_nonce(OP, stamp, "forked"))
+        store.close()
+        results.put(queue.pending())  # the child's client outlives the store's close
 
 
 def test_a_forked_child_gets_a_client_of_its_own(db_url: str) -> None:
@@ -207,5 +212,14 @@ def test_a_forked_child_gets_a_client_of_its_own(db_url: str) -> None:
         child.join(60)
         assert child.exitcode == 0
         assert results.get(timeout=10) is True
+        assert results.get(timeout=10) == 1
         assert store.use_nonce(OP, stamp, "forked") is False
         assert store.use_nonce(OP, stamp, "parent-after") is True
+
+
+def test_a_closed_store_refuses_work(db_url: str) -> None:
+    store = MongoStore(db_url, StoreOptions())
+    store.close()
+    store.close()  # closing twice is harmless
+    with pytest.raises(StoreError, match="after close"):
+        store.get_association(OP)
