@@ -111,3 +111,15 @@ def test_queue_and_store_share_one_client_per_process(replset_server: str) -> No
         assert entry.users == 2
         assert entry.client is not None
     assert store.target.client_key not in client._entries
+
+
+def test_plugins_command_lists_the_distribution_and_its_schemes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from openid_plugins.cli import main
+
+    assert main(["-v", "plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "openid-plugins-mongodb" in out
+    schemes = [line for line in out.splitlines() if line.startswith(("Store", "Queue"))]
+    assert len(schemes) == 2 and all("mongodb" in line for line in schemes)
