@@ -37,7 +37,7 @@ EXTERNAL_URL = os.environ.get("OPENID_PLUGINS_TEST_MONGODB_URL")
 START_PATIENCE = 30.0
 
 
-def _unavailable(message: str) -> None:
+def unavailable(message: str) -> None:
     if IN_CI:
         pytest.fail(f"{message}; CI=true requires the MongoDB test server", pytrace=False)
     pytest.skip(message)
@@ -72,7 +72,7 @@ class Server:
     def start(self) -> Server:
         executable = _executable()
         if executable is None:
-            _unavailable("secantusd-py is not installed (pip install -e '.[test]')")
+            unavailable("secantusd-py is not installed (pip install -e '.[test]')")
         args = [executable, "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--storage-path", self.storage, "--log-level", "WARNING"]
         # mongod's test-only commands (configureFailPoint), for the unknown-outcome tests;
@@ -86,7 +86,7 @@ class Server:
         while not self.answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                _unavailable(f"the MongoDB test server did not start; see {self.log}")
+                unavailable(f"the MongoDB test server did not start; see {self.log}")
             time.sleep(0.05)
         return self
 
