@@ -27,6 +27,7 @@ KNOWN_SCHEMES = {
     "mysql": "openid-plugins-sql",
     "mariadb": "openid-plugins-sql",
     "memcached": "openid-plugins-memcached",
+    "mongodb": "openid-plugins-mongodb",  # mongodb+srv:// too: scheme_of drops "+srv"
 }
 
 
