@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.contrib.auth import authenticate
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 from openid_plugins_django.auth import preAuthenticate
 
 #: Settings of the test OpenID sign-ins, per test: preAuthenticate keyword arguments.
@@ -19,6 +20,7 @@ def login(request: HttpRequest) -> HttpResponse:
     return preAuthenticate(request.GET["openid"], answer_url, request=request, **LOGIN_OPTIONS)
 
 
+@csrf_exempt  # the OP may answer by form POST (5.2.2); the assertion is signed and bound
 def finish(request: HttpRequest) -> HttpResponse:
     user = authenticate(request, openidrequest=request)
     if user is None:

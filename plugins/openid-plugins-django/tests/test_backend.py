@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import RequestFactory, override_settings
 from openid_plugins_django import auth
 from openid_plugins_django.models import OpenIDClaim
+from openid_plugins_django.plugin import DEFAULT_URL
 
 from openid_plugins.errors import (
     CancelledError,
@@ -156,9 +157,7 @@ def test_sreg_and_ax_requests_follow_the_arguments(op, browser):
     assert data["ax"] == {}
 
 
-@override_settings(
-    OPENID_PLUGINS={"store": "memory://", "queue": "memory://", "association": "inline"}
-)
+@override_settings(OPENID_PLUGINS={"association": "inline", "fetch_block_private_addresses": False})
 def test_without_reusing_associations_the_op_checks_the_signature(op, browser):
     assert browser.finish(browser.sign_in(op.identity())).json()["anonymous"] is True
     assert op.last_checkid.assoc_handle is not None
@@ -188,10 +187,12 @@ def test_get_user():
 def test_seed_settings_set_the_relying_party():
     rp = auth.get_relying_party()
     assert (rp.settings.max_login_delay, rp.settings.nonce_skew) == (42, 90)
-    assert rp.settings.store == "memory://"
+    assert rp.settings.store == rp.settings.queue == DEFAULT_URL  # the site's database
     assert auth.get_relying_party() is rp  # one per process
     with override_settings(OPENID_PLUGINS={"store": "memory://", "nonce_skew": 60}):
-        assert auth.get_relying_party().settings.nonce_skew == 60  # OPENID_PLUGINS wins
+        rp = auth.get_relying_party()
+        assert rp.settings.nonce_skew == 60  # OPENID_PLUGINS wins
+        assert rp.settings.store == "memory://"  # any core store URL can be configured
 
 
 def test_settings_change_rebuilds_the_relying_party():
