@@ -239,9 +239,7 @@ class DjangoQueue(Queue):
                 claimed.extend(batch)
         return claimed
 
-    def _claim_batch(
-        self, limit: int, lease: float, seen: set[int]
-    ) -> list[QueueItem] | None:
+    def _claim_batch(self, limit: int, lease: float, seen: set[int]) -> list[QueueItem] | None:
         """Claim up to ``limit`` waiting rows; None when there were none left to try."""
         rows = self._claimable(self.clock.now()).exclude(pk__in=seen).order_by("pk")
         if not connections[self.alias].features.has_select_for_update_skip_locked:
@@ -264,11 +262,7 @@ class DjangoQueue(Queue):
         taken = []
         for pk, server_url in candidates:
             token = secrets.token_hex(16)
-            won = (
-                self._claimable(now)
-                .filter(pk=pk)
-                .update(claimed_until=now + lease, token=token)
-            )
+            won = self._claimable(now).filter(pk=pk).update(claimed_until=now + lease, token=token)
             if won:
                 taken.append(QueueItem(server_url=server_url, token=f"{pk}:{token}"))
         return taken

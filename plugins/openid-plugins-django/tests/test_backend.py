@@ -19,7 +19,6 @@ from openid_plugins.errors import (
     ConfigurationError,
     IncorrectClaimError,
     IncorrectURIError,
-    MissingSessionError,
     MultipleClaimUsageError,
     ReplayAttackError,
 )
@@ -117,14 +116,6 @@ def test_replayed_answer_is_refused(op, browser):
     session.save()
     with pytest.raises(ReplayAttackError):
         browser.finish(answer)
-
-
-def test_answer_without_a_started_sign_in(op, browser):
-    from django.test import Client
-
-    answer = browser.sign_in(op.identity())
-    with pytest.raises(MissingSessionError):
-        Client().get(answer)
 
 
 @pytest.mark.parametrize("identifier", ["", "   ", "http://exa mple.com/\x00"])
