@@ -250,9 +250,10 @@ class _AnswerNonce:
     """
 
     #: OpenID 2.0: the OP endpoint and its response_nonce, as the core records them.
-    #: OpenID 1.x: None and the relying party's own nonce from return_to (section 11.3 of
-    #: 2.0 has no 1.x nonce; the core keys that one by the session's endpoint, which a
-    #: replay without the session does not name, so a marker records it).
+    #: OpenID 1.x has no response_nonce: the core uses the relying party's own nonce from
+    #: return_to, recorded under the session's OP endpoint, which a replay without the
+    #: session does not name. Then None, and a marker in the store's cache records the
+    #: answer.
     server_url: str | None
     timestamp: float
     salt: str
