@@ -4,7 +4,13 @@ the system checks and the admin for linked claims."""
 from __future__ import annotations
 
 import io
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -22,6 +28,9 @@ from openid_plugins_django.models import (
 )
 
 GUARD_OFF = {"fetch_block_private_addresses": False}
+TESTS = Path(__file__).parent
+#: Bound on waiting for another process (a hung one fails the test).
+PATIENCE = 60.0
 
 
 def test_openid_associate_once_makes_the_association_the_next_login_uses(op, browser):
@@ -46,6 +55,31 @@ def test_openid_associate_once_makes_the_association_the_next_login_uses(op, bro
         assert browser.finish(browser.sign_in(op.identity())).json()["anonymous"] is True
         assert op.last_checkid.assoc_handle == StoredAssociation.objects.get().handle
     assert op.counts["check_authentication"] == 1
+
+
+def test_openid_associate_watch_serves_the_queue_until_sigterm(op):
+    """``--watch`` in its own process (it owns the signal handlers), on the test settings."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), *sys.path]))
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "django", "openid_associate", "--watch", "--poll", "0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        auth.get_relying_party().queue.put(op.endpoint())
+        deadline = time.monotonic() + PATIENCE
+        while not StoredAssociation.objects.exists():
+            assert watcher.poll() is None, watcher.communicate()
+            assert time.monotonic() < deadline, "no association after a minute"
+            time.sleep(0.1)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=PATIENCE)
+    assert watcher.returncode == 0, err
+    assert "made 1" in out
+    assert op.counts["associate"] == 1
 
 
 def test_openid_associate_fails_loudly_when_an_association_fails():
