@@ -26,6 +26,7 @@ KNOWN_SCHEMES = {
     "postgres": "openid-plugins-sql",
     "mysql": "openid-plugins-sql",
     "mariadb": "openid-plugins-sql",
+    "django": "openid-plugins-django",
     "memcached": "openid-plugins-memcached",
     "mongodb": "openid-plugins-mongodb",  # mongodb+srv:// too: scheme_of drops "+srv"
 }

@@ -12,9 +12,15 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from . import config
 from .hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from .fetcher import FetcherStats, Progress
 
 log = logging.getLogger("openid_plugins.commands")
 
@@ -53,10 +59,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_printer():  # noqa: ANN202 - a fetcher.Progress or None
+def _progress_printer() -> Progress | None:
     if not sys.stderr.isatty():
         return None
-    from .fetcher import FetcherStats
 
     def show(done: int, total: int, stats: FetcherStats) -> None:
         sys.stderr.write(
@@ -68,27 +73,49 @@ def _progress_printer():  # noqa: ANN202 - a fetcher.Progress or None
     return show
 
 
-def cmd_associate(args: argparse.Namespace) -> int:
+def run_associate(
+    settings: config.Settings,
+    pm: pluggy.PluginManager | None = None,
+    *,
+    watch: bool = False,
+    concurrency: int = 8,
+    poll: float = 5.0,
+    progress: Progress | None = None,
+) -> FetcherStats:
+    """The ``associate`` command's work, for every front end that runs it (this CLI, Django's
+    ``manage.py openid_associate``): drain the queue once, or with ``watch`` process it until
+    SIGTERM or SIGINT."""
     from .fetcher import BackgroundFetcher
     from .relying_party import RelyingParty
 
-    settings = settings_from(args).updated(association="background", fetcher="none")
-    with RelyingParty(settings=settings, plugin_manager=args.pm) as rp:
-        fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=args.concurrency)
-        if args.watch:
-            stop = threading.Event()
+    settings = settings.updated(association="background", fetcher="none")
+    with RelyingParty(settings=settings, plugin_manager=pm) as rp:
+        fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=concurrency)
+        if not watch:
+            return fetcher.run_once(progress=progress)
+        stop = threading.Event()
 
-            def request_stop(signum: int, frame: object) -> None:
-                log.info("signal %d: stopping after the current pass", signum)
-                stop.set()
+        def request_stop(signum: int, frame: object) -> None:
+            log.info("signal %d: stopping after the current pass", signum)
+            stop.set()
 
-            signal.signal(signal.SIGTERM, request_stop)
-            signal.signal(signal.SIGINT, request_stop)
-            stats = fetcher.watch(stop, poll=args.poll)
-        else:
-            stats = fetcher.run_once(progress=_progress_printer())
-            if sys.stderr.isatty():
-                sys.stderr.write("\n")
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        return fetcher.watch(stop, poll=poll)
+
+
+def cmd_associate(args: argparse.Namespace) -> int:
+    progress = None if args.watch else _progress_printer()
+    stats = run_associate(
+        settings_from(args),
+        args.pm,
+        watch=args.watch,
+        concurrency=args.concurrency,
+        poll=args.poll,
+        progress=progress,
+    )
+    if progress is not None:
+        sys.stderr.write("\n")
     sys.stdout.write(stats.summary() + "\n")
     return 0 if stats.ok else 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from openid_plugins.contracts import check_server_url
 from openid_plugins.errors import (
     CancelledError,
     ConfigurationError,
@@ -36,9 +38,12 @@ from openid_plugins.errors import (
 )
 from openid_plugins.extensions.ax import AX
 from openid_plugins.extensions.sreg import SReg
+from openid_plugins.protocol import nonce
+from openid_plugins.protocol.message import Message
 from openid_plugins.relying_party import RelyingParty
 
 from .models import OpenIDClaim, claim_digest
+from .plugin import DEFAULT_URL
 
 __all__ = [
     "AX",
@@ -74,18 +79,27 @@ SEED_SETTINGS = {
 }
 OWN_SETTINGS = ("OPENID_PLUGINS", *SEED_SETTINGS)
 
+#: Store cache namespace of the OpenID 1.x answers already accepted (see ``_AnswerNonce``).
+USED_ANSWERS = "django-used-answer"
+
 #: Seed 004's defaults: what most sites want to pre-fill a registration form.
 DEFAULT_SREG: tuple[Sequence[str], Sequence[str]] = (("nickname", "email"), ())
 DEFAULT_AX: tuple[Sequence[str], Sequence[str]] = ((AX.email, AX.first, AX.last), ())
 
 _lock = threading.Lock()
 _relying_party: RelyingParty | None = None
-_stateless: RelyingParty | None = None
 
 
 def relying_party_settings() -> dict[str, Any]:
-    """The mapping given to ``RelyingParty.from_config``, from Django's settings."""
+    """The mapping given to ``RelyingParty.from_config``, from Django's settings.
+
+    Without a ``store``/``queue`` in ``OPENID_PLUGINS`` both live in the site's own database
+    (``django://default``): every web server process and ``manage.py openid_associate``
+    then share them, with no other server or directory to run.
+    """
     mapping = dict(getattr(settings, "OPENID_PLUGINS", None) or {})
+    mapping.setdefault("store", DEFAULT_URL)
+    mapping.setdefault("queue", DEFAULT_URL)
     for name, key in SEED_SETTINGS.items():
         value = getattr(settings, name, None)
         if value is not None:
@@ -102,34 +116,13 @@ def get_relying_party() -> RelyingParty:
         return _relying_party
 
 
-def _stateless_relying_party() -> RelyingParty:
-    """A twin sharing the store and plugins that sends no association handle.
-
-    ``reuse_session=False`` exists for OPs that break on reused associations (seed 004);
-    its answers are checked by the OP (check_authentication, OpenID 2.0 section 11.4.2),
-    which the main relying party's ``complete()`` does for any handle it does not hold.
-    """
-    global _stateless
-    rp = get_relying_party()
-    with _lock:
-        if _stateless is None:
-            _stateless = RelyingParty(
-                store=rp.store,
-                settings=rp.settings.updated(association="stateless", fetcher="none"),
-                plugin_manager=rp.pm,
-            )
-        return _stateless
-
-
 def reset_relying_party() -> None:
     """Close the relying party so the next use rebuilds it from the current settings."""
-    global _relying_party, _stateless
+    global _relying_party
     with _lock:
-        if _stateless is not None:
-            _stateless.fetcher.close()  # the store is the main relying party's
         if _relying_party is not None:
             _relying_party.close()
-        _relying_party = _stateless = None
+        _relying_party = None
 
 
 @receiver(setting_changed)
@@ -167,16 +160,28 @@ def preAuthenticate(
     *,
     request: HttpRequest,
     realm: str | None = None,
+    provider: str | None = None,
 ) -> HttpResponse:
     """Start a sign-in: the response sends the user's browser to their OP.
 
     ``answer_url`` is the absolute URL of the view that calls ``authenticate``; the sign-in
-    state goes into ``request.session``. Raises ``IncorrectURIError`` for input that is no
-    identifier and ``IncorrectClaimError`` when discovery finds no OP.
+    state goes into ``request.session``. ``reuse_session=False`` (seed 004) makes this
+    sign-in stateless: no association handle is sent, and the OP confirms its answer by
+    check_authentication (OpenID 2.0 section 11.4.2) - for OPs whose associations
+    misbehave. ``provider`` names a provider the core knows (e.g. ``"steam"``), passed to
+    ``RelyingParty.begin`` only when given. Raises ``IncorrectURIError`` for input that is
+    no identifier and ``IncorrectClaimError`` when discovery finds no OP.
+
+    The redirect is a 302: the browser follows it with a GET. Seed 004's 307 would make it
+    re-POST the site's login form (with its CSRF token and whatever else it held) to the OP.
     """
     extensions = [e for e in (_extension(SReg, sreg), _extension(AX, ax)) if e is not None]
-    rp = get_relying_party() if reuse_session else _stateless_relying_party()
-    auth = rp.begin(uri, answer_url, realm, session=_session(request), extensions=extensions)
+    options: dict[str, Any] = {} if reuse_session else {"association": "stateless"}
+    if provider is not None:
+        options["provider"] = provider
+    auth = get_relying_party().begin(
+        uri, answer_url, realm, session=_session(request), extensions=extensions, **options
+    )
     if auth.needs_form:
         # OpenID 2.0 section 5.2.1: too long for a redirect, so a self-submitting POST form.
         return HttpResponse(auth.form_html, content_type="text/html; charset=utf-8")
@@ -203,9 +208,17 @@ class Backend(BaseBackend):
         args = openidrequest.POST if openidrequest.method == "POST" else openidrequest.GET
         # lists(), not dict(): a repeated openid.* argument must reach complete() as such
         # and be refused, rather than have Django silently keep its last value.
-        result = get_relying_party().complete(
-            dict(args.lists()), openidrequest.build_absolute_uri(), session=_session(openidrequest)
-        )
+        query = dict(args.lists())
+        rp = get_relying_party()
+        session = _session(openidrequest)
+        answer = _answer_nonce(query)
+        if answer is not None and answer.used(rp):
+            raise ReplayAttackError(
+                "this answer was already given before: a replayed assertion is refused"
+            )
+        result = rp.complete(query, openidrequest.build_absolute_uri(), session=session)
+        if answer is not None:
+            answer.mark_used(rp)
         user = _linked_user(result.claimed_id)
         if user is None:
             user = AnonymousUser()
@@ -223,6 +236,57 @@ class Backend(BaseBackend):
             return model._default_manager.get(pk=user_id)
         except model.DoesNotExist:
             return None
+
+
+@dataclass(frozen=True)
+class _AnswerNonce:
+    """The nonce an answer carries, to name a replay before the session is looked at.
+
+    Seed 004 promises ``ReplayAttackError`` for an answer "already given before". The core
+    checks the nonce last, after the session state ``begin()`` left, which a completed
+    sign-in has used up: a replay would be reported as ``MissingSessionError``. Looking the
+    nonce up first only adds a refusal (a nonce is recorded only for an answer that passed
+    every check), and the core's checks and its atomic ``use_nonce`` still decide.
+    """
+
+    #: OpenID 2.0: the OP endpoint and its response_nonce, as the core records them.
+    #: OpenID 1.x has no response_nonce: the core uses the relying party's own nonce from
+    #: return_to, recorded under the session's OP endpoint, which a replay without the
+    #: session does not name. Then None, and a marker in the store's cache records the
+    #: answer.
+    server_url: str | None
+    timestamp: float
+    salt: str
+
+    def used(self, rp: RelyingParty) -> bool:
+        if self.server_url is not None:
+            return rp.store.nonce_seen(self.server_url, self.timestamp, self.salt)
+        return rp.store.cache_get(USED_ANSWERS, self.salt) is not None
+
+    def mark_used(self, rp: RelyingParty) -> None:
+        if self.server_url is None:
+            # Kept as long as the core would accept the answer's nonce at all.
+            rp.store.cache_set(USED_ANSWERS, self.salt, 1, 2 * rp.settings.nonce_skew)
+
+
+def _answer_nonce(query: dict[str, list[str]]) -> _AnswerNonce | None:
+    """The nonce of a positive assertion, or None for anything else (which ``complete``
+    refuses or reports in its own words)."""
+    try:
+        message = Message.from_query(query)
+        if message.mode != "id_res":
+            return None
+        if message.is_openid2:
+            server_url = message.get("op_endpoint")
+            if not server_url:
+                return None
+            timestamp, salt = nonce.parse_nonce(message.get("response_nonce") or "")
+            check_server_url(server_url)
+            return _AnswerNonce(server_url, timestamp, salt)
+        timestamp, salt = nonce.split_rp_nonce(message.get("return_to") or "")
+        return _AnswerNonce(None, timestamp, salt)
+    except OpenIDError:
+        return None
 
 
 def _linked_user(claim: str) -> AbstractBaseUser | None:
