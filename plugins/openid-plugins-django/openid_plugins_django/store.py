@@ -58,11 +58,14 @@ def database_alias(url: str) -> str:
 
 @contextmanager
 def _errors(kind: type[OpenIDError], what: str) -> Iterator[None]:
-    """A database failure surfaces as the contract's error type, with what was attempted."""
+    """A database failure surfaces as the contract's error type, with what was attempted;
+    so does text the database cannot hold (a lone surrogate has no UTF-8 form)."""
     try:
         yield
     except DatabaseError as exc:
         raise kind(f"{what} failed in Django's database: {exc}") from exc
+    except UnicodeEncodeError as exc:
+        raise kind(f"{what} refused: the text has no UTF-8 form ({exc.reason})") from exc
 
 
 class DjangoStore(Store):

@@ -130,6 +130,10 @@ def translated(target: Target, error: type[OpenIDError], doing: str) -> Iterator
         raise error(f"{doing}: {target.display}: {_first_line(exc)}") from exc
     except bson.errors.BSONError as exc:
         raise error(f"{doing}: a value cannot be stored in MongoDB: {exc}") from exc
+    except UnicodeEncodeError as exc:
+        # BSON strings are UTF-8; a lone surrogate fails while the command is encoded,
+        # before anything is sent, so the outcome is known: nothing was written.
+        raise error(f"{doing}: the text has no UTF-8 form ({exc.reason})") from exc
 
 
 def _first_line(exc: BaseException) -> str:
