@@ -117,6 +117,24 @@ def _pinned(host: str, port: int, addresses: list[str]) -> Iterator[None]:
         table.pop(key, None)
 
 
+def _connection_failure(exc: BaseException) -> str:
+    """Why a connection failed in a few words ("connection refused"): the innermost
+    ``OSError``'s text, found through requests' and urllib3's wrappers (``MaxRetryError``
+    with its pool and retry internals is no help to the person reading the message)."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror[:1].lower() + current.strerror[1:]
+        linked = (getattr(current, "reason", None), current.__cause__, current.__context__)
+        todo.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
+    return str(exc)
+
+
 class _PinnedConnectionMixin:
     """Connects to the approved addresses of the current fetch instead of resolving again."""
 
@@ -148,6 +166,7 @@ class _PinnedConnectionMixin:
                 error.__cause__ = exc
             except OSError as exc:
                 error = NewConnectionError(self, f"cannot connect to {address}: {exc}")
+                error.__cause__ = exc  # for _connection_failure's few words
         raise error
 
 
@@ -356,9 +375,9 @@ class Fetcher:
         try:
             addresses = resolve(host, port)
         except (OSError, UnicodeError) as exc:
-            raise FetchError(
-                f"cannot fetch {redact(url)}: the host {host!r} does not resolve ({exc})"
-            ) from exc
+            reason = f"the host {host!r} does not resolve ({_connection_failure(exc)})"
+            message = f"cannot fetch {redact(url)}: {reason}"
+            raise FetchError(message, url=url, reason=reason) from exc
         self._run_policy(url, addresses)
         if not addresses:
             raise FetchError(f"cannot fetch {redact(url)}: {host!r} resolved to no address")
@@ -422,7 +441,10 @@ class Fetcher:
                     f"{self.settings.read_timeout}s)"
                 ) from exc
             except (requests.RequestException, Urllib3HTTPError, OSError) as exc:
-                raise FetchError(f"cannot fetch {redact(url)}: {exc}") from exc
+                reason = _connection_failure(exc)
+                raise FetchError(
+                    f"cannot fetch {redact(url)}: {reason}", url=url, reason=reason
+                ) from exc
             try:
                 raw = self._read_body(response, url, deadline)
             finally:
