@@ -8,13 +8,21 @@ loads the development OP, and ``--help`` loads no relying party.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from . import config
+from .backends import Kind, backend_for, open_backend, scheme_of
+from .errors import ConfigurationError
 from .hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from .contracts import Queue, Store
+    from .fetcher import Progress
 
 log = logging.getLogger("openid_plugins.commands")
 
@@ -50,27 +58,60 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_printer():  # noqa: ANN202 - a fetcher.Progress or None
-    if not sys.stderr.isatty():
+def open_existing(
+    args: argparse.Namespace, kind: Kind, url: str, *, shared_with: str | None = None
+) -> Store | Queue:
+    """A store or queue for a maintenance command: existing state only
+    (``StoreOptions.create=False``), so a mistyped URL is an error, not a new empty store.
+
+    ``shared_with`` names the processes that must see the same state (the command runs in
+    another one): a backend that lives inside one process (``Backend.shared`` false, e.g.
+    ``memory://``) is refused, with the reason.
+    """
+    pm = args.pm
+    record = backend_for(pm, kind, url)
+    if shared_with and record is not None and not record.shared:
+        raise ConfigurationError(
+            f"{args.command} cannot use the {kind} {url!r}: a {scheme_of(url)}:// {kind} lives"
+            f" inside one process, and {shared_with} run in others, so they would never see"
+            f" what this command does. Use a {kind} every process shares (e.g. file:// or an"
+            " SQL URL)"
+        )
+    settings = settings_from(args)
+    options = config.make_options(settings, config.get_clock(pm))
+    return open_backend(pm, kind, url, dataclasses.replace(options, create=False))
+
+
+def _progress(args: argparse.Namespace) -> Progress | None:
+    """Progress on stderr's status line when it is a terminal; elsewhere the summary only."""
+    if args.quiet or not sys.stderr.isatty():
         return None
     from .fetcher import FetcherStats
 
     def show(done: int, total: int, stats: FetcherStats) -> None:
-        sys.stderr.write(
-            f"\r  {done}/{total} endpoints: made {stats.made}, skipped {stats.skipped},"
-            f" failed {stats.failed}"
+        args.status_line.show(
+            f"  {done}/{total} endpoints: made {stats.made}, skipped {stats.skipped},"
+            f" refused {stats.refused}, failed {stats.failed}"
         )
-        sys.stderr.flush()
 
     return show
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
+    from .contracts import Queue, Store
     from .fetcher import BackgroundFetcher
     from .relying_party import RelyingParty
 
     settings = settings_from(args).updated(association="background", fetcher="none")
-    with RelyingParty(settings=settings, plugin_manager=args.pm) as rp:
+    users = "the sites that queue endpoints and use the associations"
+    store = open_existing(args, "store", settings.store_url(), shared_with=users)
+    try:
+        queue = open_existing(args, "queue", settings.queue_url(), shared_with=users)
+    except BaseException:
+        store.close()
+        raise
+    assert isinstance(store, Store) and isinstance(queue, Queue)
+    with RelyingParty(store=store, queue=queue, settings=settings, plugin_manager=args.pm) as rp:
         fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=args.concurrency)
         if args.watch:
             stop = threading.Event()
@@ -83,19 +124,18 @@ def cmd_associate(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, request_stop)
             stats = fetcher.watch(stop, poll=args.poll)
         else:
-            stats = fetcher.run_once(progress=_progress_printer())
-            if sys.stderr.isatty():
-                sys.stderr.write("\n")
-    sys.stdout.write(stats.summary() + "\n")
+            stats = fetcher.run_once(progress=_progress(args))
+            args.status_line.clear()
+    if not args.quiet:
+        sys.stdout.write(stats.summary() + "\n")
     return 0 if stats.ok else 1
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from .relying_party import RelyingParty
-
-    with RelyingParty(settings=settings_from(args), plugin_manager=args.pm) as rp:
-        removed = rp.store.cleanup()
-    sys.stdout.write(f"removed {removed} expired entries\n")
+    with open_existing(args, "store", settings_from(args).store_url()) as store:
+        removed = store.cleanup()
+    if not args.quiet:
+        sys.stdout.write(f"removed {removed} expired entries\n")
     return 0
 
 

@@ -111,7 +111,7 @@ class FileStore(Store):
         self._next_cleanup = -math.inf
         self._warned: set[str] = set()
         with self._errors("create the store directory"):
-            open_layout(root, "store", StoreError)
+            open_layout(root, "store", StoreError, create=options.create)
             for path in (
                 self._tmp,
                 self._associations,

@@ -70,8 +70,14 @@ class Target:
         return self.url.render_as_string(hide_password=False)
 
 
-def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
-    """The driver URL and table prefix for ``url``; raise ``ConfigurationError`` if unusable."""
+def parse_target(
+    url: str, extra: Mapping[str, Any] | None = None, *, create: bool = True
+) -> Target:
+    """The driver URL and table prefix for ``url``; raise ``ConfigurationError`` if unusable.
+
+    ``create`` false (``StoreOptions.create``, maintenance commands): neither a SQLite file
+    nor its directory nor any table is created; a missing one is an error.
+    """
     extra = extra or {}
     try:
         parsed = make_url(url)
@@ -107,20 +113,21 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
         )
 
     if parsed.get_backend_name() == "sqlite":
-        parsed = _sqlite_file(url, parsed)
+        parsed = _sqlite_file(url, parsed, create)
     elif parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
         # Four-byte UTF-8 everywhere; the tables are declared utf8mb4 too.
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
 
-    create = extra.get(CREATE_SCHEMA_OPTION, True)
-    if isinstance(create, str):
-        create = create.strip().lower() not in ("0", "false", "no", "off")
-    return Target(url=parsed, prefix=prefix, create_schema=bool(create))
+    create_schema = extra.get(CREATE_SCHEMA_OPTION, True)
+    if isinstance(create_schema, str):
+        create_schema = create_schema.strip().lower() not in ("0", "false", "no", "off")
+    return Target(url=parsed, prefix=prefix, create_schema=bool(create_schema) and create)
 
 
-def _sqlite_file(original: str, url: URL) -> URL:
+def _sqlite_file(original: str, url: URL, create: bool) -> URL:
     """SQLite stores must be files: each pooled connection (and each process) needs to see
-    the same database, which an in-memory one is not. The directory is created if missing."""
+    the same database, which an in-memory one is not. The directory is created if missing
+    and ``create`` allows it."""
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         raise ConfigurationError(
@@ -130,5 +137,10 @@ def _sqlite_file(original: str, url: URL) -> URL:
     if url.query.get("uri"):
         return url
     path = Path(database).expanduser()
+    if not create and not path.is_file():
+        raise ConfigurationError(
+            f"{original!r}: there is no SQLite database at {path}; check the path (this command"
+            " creates none; `openid-plugins db upgrade URL` does)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     return url.set(database=str(path))
