@@ -16,12 +16,12 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import config
-from .backends import Kind, backend_for, open_backend, scheme_of
+from .backends import Kind, backend_for, open_queue, open_store, scheme_of
+from .contracts import StoreOptions
 from .errors import ConfigurationError
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from .contracts import Queue, Store
     from .fetcher import Progress
 
 log = logging.getLogger("openid_plugins.commands")
@@ -58,10 +58,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_existing(
+def existing_options(
     args: argparse.Namespace, kind: Kind, url: str, *, shared_with: str | None = None
-) -> Store | Queue:
-    """A store or queue for a maintenance command: existing state only
+) -> StoreOptions:
+    """Options for a maintenance command's store or queue: existing state only
     (``StoreOptions.create=False``), so a mistyped URL is an error, not a new empty store.
 
     ``shared_with`` names the processes that must see the same state (the command runs in
@@ -77,9 +77,8 @@ def open_existing(
             f" what this command does. Use a {kind} every process shares (e.g. file:// or an"
             " SQL URL)"
         )
-    settings = settings_from(args)
-    options = config.make_options(settings, config.get_clock(pm))
-    return open_backend(pm, kind, url, dataclasses.replace(options, create=False))
+    options = config.make_options(settings_from(args), config.get_clock(pm))
+    return dataclasses.replace(options, create=False)
 
 
 def _progress(args: argparse.Namespace) -> Progress | None:
@@ -98,19 +97,22 @@ def _progress(args: argparse.Namespace) -> Progress | None:
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
-    from .contracts import Queue, Store
     from .fetcher import BackgroundFetcher
     from .relying_party import RelyingParty
 
     settings = settings_from(args).updated(association="background", fetcher="none")
     users = "the sites that queue endpoints and use the associations"
-    store = open_existing(args, "store", settings.store_url(), shared_with=users)
+    store_url, queue_url = settings.store_url(), settings.queue_url()
+    store = open_store(
+        args.pm, store_url, existing_options(args, "store", store_url, shared_with=users)
+    )
     try:
-        queue = open_existing(args, "queue", settings.queue_url(), shared_with=users)
+        queue = open_queue(
+            args.pm, queue_url, existing_options(args, "queue", queue_url, shared_with=users)
+        )
     except BaseException:
         store.close()
         raise
-    assert isinstance(store, Store) and isinstance(queue, Queue)
     with RelyingParty(store=store, queue=queue, settings=settings, plugin_manager=args.pm) as rp:
         fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=args.concurrency)
         if args.watch:
@@ -132,7 +134,8 @@ def cmd_associate(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    with open_existing(args, "store", settings_from(args).store_url()) as store:
+    url = settings_from(args).store_url()
+    with open_store(args.pm, url, existing_options(args, "store", url)) as store:
         removed = store.cleanup()
     if not args.quiet:
         sys.stdout.write(f"removed {removed} expired entries\n")

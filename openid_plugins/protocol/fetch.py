@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -145,12 +145,13 @@ class _PinnedConnectionMixin:
     socket_options: Any
 
     def _new_conn(self) -> socket.socket:
+        conn = cast(HTTPConnection, self)  # only ever mixed into urllib3's HTTPConnection
         table = getattr(_pins, "table", None) or {}
         addresses = table.get(_pin_key(self.host, self.port))
         if addresses is None:
             # Not inside Fetcher (no approved addresses): refuse rather than resolve.
-            raise NewConnectionError(self, f"no approved address for {self.host}:{self.port}")
-        error: Exception = NewConnectionError(self, f"no approved address for {self.host}")
+            raise NewConnectionError(conn, f"no approved address for {self.host}:{self.port}")
+        error: Exception = NewConnectionError(conn, f"no approved address for {self.host}")
         for address in addresses:
             try:
                 return create_connection(
@@ -161,11 +162,11 @@ class _PinnedConnectionMixin:
                 )
             except TimeoutError as exc:
                 error = ConnectTimeoutError(
-                    self, f"connection to {self.host} ({address}) timed out"
+                    conn, f"connection to {self.host} ({address}) timed out"
                 )
                 error.__cause__ = exc
             except OSError as exc:
-                error = NewConnectionError(self, f"cannot connect to {address}: {exc}")
+                error = NewConnectionError(conn, f"cannot connect to {address}: {exc}")
                 error.__cause__ = exc  # for _connection_failure's few words
         raise error
 

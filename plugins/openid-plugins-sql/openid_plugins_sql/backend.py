@@ -176,7 +176,10 @@ class SQLBackend:
         statement) and give the connection back; one that cannot even do that is
         discarded."""
         try:
-            connection.dbapi_connection.rollback()
+            dbapi = connection.dbapi_connection
+            if dbapi is None:  # invalidated by the pool: nothing left to roll back or reuse
+                raise ConnectionError("the connection was invalidated")
+            dbapi.rollback()
         except Exception as err:
             log.warning("discarding a connection whose rollback failed: %s", err)
             hot.discard(connection, err)

@@ -203,12 +203,13 @@ class Liveness:
             raise
 
 
-def is_retryable(error: BaseException) -> bool:
+def is_retryable(error: BaseException | None) -> bool:
     """A deadlock or serialization failure: the database rolled the whole transaction back,
-    so running it again is safe. ``error`` is the DB-API driver's exception."""
+    so running it again is safe. ``error`` is the DB-API driver's exception (None when
+    SQLAlchemy wrapped none)."""
     if getattr(error, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL
         return True
-    args = getattr(error, "args", ())
+    args: tuple[Any, ...] = getattr(error, "args", ())
     # MariaDB/MySQL: ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT.
     return bool(args) and args[0] in (1213, 1205)
 
