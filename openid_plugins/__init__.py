@@ -11,10 +11,23 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .relying_party import AuthRequest, AuthResult, RelyingParty
 
-__all__ = ["AuthRequest", "AuthResult", "OpenIDError", "RelyingParty", "hookimpl"]
+    __version__: str
+
+__all__ = ["AuthRequest", "AuthResult", "OpenIDError", "RelyingParty", "__version__", "hookimpl"]
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("openid-plugins")
+    except metadata.PackageNotFoundError:  # a source tree or zipapp without package metadata
+        return "0+unknown"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the installed metadata on first use only
+        return _version()
     # Plugins import ``hookimpl`` from here; loading the relying party (requests, crypto)
     # only when a site asks for it keeps that import cheap and free of cycles.
     if name in ("RelyingParty", "AuthRequest", "AuthResult"):

@@ -209,8 +209,10 @@ class Associator:
         except (AssociationError, FetchError, ProtocolError) as exc:
             delay = self._back_off(server_url)
             self._event("failed", server_url, reason=str(exc), retry_in=delay)
+            # A failed fetch of server_url itself: its reason, so the URL is named once.
+            why = exc.reason if isinstance(exc, FetchError) and exc.url == server_url else exc
             raise AssociationError(
-                f"could not associate with {server_url}: {exc}; retrying in {delay:.0f} s"
+                f"could not associate with {server_url}: {why}; retrying in {delay:.0f} s"
             ) from exc
         self.store.store_association(server_url, association)
         self.store.cache_delete(BACKOFF, server_url)

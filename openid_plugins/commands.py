@@ -8,6 +8,7 @@ loads the development OP, and ``--help`` loads no relying party.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -15,6 +16,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import config
+from .backends import Kind, backend_for, open_queue, open_store, scheme_of
+from .contracts import Queue, Store, StoreOptions
+from .errors import ConfigurationError
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -59,16 +63,39 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_printer() -> Progress | None:
-    if not sys.stderr.isatty():
+def existing_options(
+    args: argparse.Namespace, kind: Kind, url: str, *, shared_with: str | None = None
+) -> StoreOptions:
+    """Options for a maintenance command's store or queue: existing state only
+    (``StoreOptions.create=False``), so a mistyped URL is an error, not a new empty store.
+
+    ``shared_with`` names the processes that must see the same state (the command runs in
+    another one): a backend that lives inside one process (``Backend.shared`` false, e.g.
+    ``memory://``) is refused, with the reason.
+    """
+    pm = args.pm
+    record = backend_for(pm, kind, url)
+    if shared_with and record is not None and not record.shared:
+        raise ConfigurationError(
+            f"{args.command} cannot use the {kind} {url!r}: a {scheme_of(url)}:// {kind} lives"
+            f" inside one process, and {shared_with} run in others, so they would never see"
+            f" what this command does. Use a {kind} every process shares (e.g. file:// or an"
+            " SQL URL)"
+        )
+    options = config.make_options(settings_from(args), config.get_clock(pm))
+    return dataclasses.replace(options, create=False)
+
+
+def _progress(args: argparse.Namespace) -> Progress | None:
+    """Progress on stderr's status line when it is a terminal; elsewhere the summary only."""
+    if args.quiet or not sys.stderr.isatty():
         return None
 
     def show(done: int, total: int, stats: FetcherStats) -> None:
-        sys.stderr.write(
-            f"\r  {done}/{total} endpoints: made {stats.made}, skipped {stats.skipped},"
-            f" failed {stats.failed}"
+        args.status_line.show(
+            f"  {done}/{total} endpoints: made {stats.made}, skipped {stats.skipped},"
+            f" refused {stats.refused}, failed {stats.failed}"
         )
-        sys.stderr.flush()
 
     return show
 
@@ -81,15 +108,18 @@ def run_associate(
     concurrency: int = 8,
     poll: float = 5.0,
     progress: Progress | None = None,
+    store: Store | None = None,
+    queue: Queue | None = None,
 ) -> FetcherStats:
     """The ``associate`` command's work, for every front end that runs it (this CLI, Django's
     ``manage.py openid_associate``): drain the queue once, or with ``watch`` process it until
-    SIGTERM or SIGINT."""
+    SIGTERM or SIGINT. ``store``/``queue``, when given, are used instead of opening the
+    settings' URLs (the CLI opens existing ones only)."""
     from .fetcher import BackgroundFetcher
     from .relying_party import RelyingParty
 
     settings = settings.updated(association="background", fetcher="none")
-    with RelyingParty(settings=settings, plugin_manager=pm) as rp:
+    with RelyingParty(store=store, queue=queue, settings=settings, plugin_manager=pm) as rp:
         fetcher = BackgroundFetcher(rp.associator, rp.queue, concurrency=concurrency)
         if not watch:
             return fetcher.run_once(progress=progress)
@@ -105,27 +135,41 @@ def run_associate(
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
-    progress = None if args.watch else _progress_printer()
+    settings = settings_from(args)
+    users = "the sites that queue endpoints and use the associations"
+    store_url, queue_url = settings.store_url(), settings.queue_url()
+    store = open_store(
+        args.pm, store_url, existing_options(args, "store", store_url, shared_with=users)
+    )
+    try:
+        queue = open_queue(
+            args.pm, queue_url, existing_options(args, "queue", queue_url, shared_with=users)
+        )
+    except BaseException:
+        store.close()
+        raise
     stats = run_associate(
-        settings_from(args),
+        settings,
         args.pm,
         watch=args.watch,
         concurrency=args.concurrency,
         poll=args.poll,
-        progress=progress,
+        progress=None if args.watch else _progress(args),
+        store=store,
+        queue=queue,
     )
-    if progress is not None:
-        sys.stderr.write("\n")
-    sys.stdout.write(stats.summary() + "\n")
+    args.status_line.clear()
+    if not args.quiet:
+        sys.stdout.write(stats.summary() + "\n")
     return 0 if stats.ok else 1
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from .relying_party import RelyingParty
-
-    with RelyingParty(settings=settings_from(args), plugin_manager=args.pm) as rp:
-        removed = rp.store.cleanup()
-    sys.stdout.write(f"removed {removed} expired entries\n")
+    url = settings_from(args).store_url()
+    with open_store(args.pm, url, existing_options(args, "store", url)) as store:
+        removed = store.cleanup()
+    if not args.quiet:
+        sys.stdout.write(f"removed {removed} expired entries\n")
     return 0
 
 

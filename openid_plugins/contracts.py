@@ -100,6 +100,11 @@ class StoreOptions:
     nonce_skew: float = 300.0
     #: Backend-specific settings (e.g. a table prefix), from configuration.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: False for maintenance (``openid-plugins cleanup``/``associate``): open existing state
+    #: only. A backend whose directory, database or tables do not exist raises its
+    #: ``StoreError``/``QueueError``/``ConfigurationError`` saying how to create them,
+    #: so a typo in a URL is an error rather than a new empty store.
+    create: bool = True
 
 
 class Store(ABC):

@@ -43,6 +43,14 @@ class QueueError(OpenIDError):
 class FetchError(OpenIDError):
     """An HTTP fetch failed: connection, timeout, status, size or redirect limits."""
 
+    def __init__(self, message: str, *, url: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        #: The URL that could not be fetched, when the failure is about one (a connection).
+        self.url = url
+        #: Why, in a few words ("connection refused"), for messages that name the URL
+        #: themselves; the whole message when nothing shorter is known.
+        self.reason = reason or message
+
 
 class FetchRefusedError(FetchError):
     """The fetch policy refused a URL before any connection was made (e.g. SSRF guard)."""

@@ -12,13 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .associator import Associator
 from .contracts import Queue, QueueItem
-from .errors import AssociationRefusedError, OpenIDError
+from .errors import AssociationError, AssociationRefusedError, OpenIDError
 
 log = logging.getLogger("openid_plugins.fetcher")
 
@@ -49,7 +49,8 @@ class FetcherStats:
         )
 
 
-#: Called after each item with (done, total claimed so far, stats) - for progress displays.
+#: Called with (items finished, total: finished + waiting in the queue, stats) when a batch
+#: is claimed and after each item finishes - for progress displays.
 Progress = Callable[[int, int, FetcherStats], None]
 
 
@@ -84,10 +85,18 @@ class BackgroundFetcher:
                 if not items:
                     break
                 stats.claimed += len(items)
-                for _ in pool.map(lambda item: self._process(item, stats), items):
+                if progress is not None:
+                    # Finished so far + what waits now (this batch included): the real
+                    # total, re-read per batch in case other processes put or claim.
+                    total = done + self.queue.pending()
+                    progress(done, total, stats)
+                futures = [pool.submit(self._process, item, stats) for item in items]
+                for future in as_completed(futures):
+                    future.result()
                     done += 1
                     if progress is not None:
-                        progress(done, stats.claimed, stats)
+                        total = max(total, done)
+                        progress(done, total, stats)
         self._merge(stats)
         return stats
 
@@ -128,7 +137,10 @@ class BackgroundFetcher:
         except OpenIDError as exc:
             with self._lock:
                 stats.failed += 1
-            log.error("failed to associate with %s: %s", server_url, exc)
+            if isinstance(exc, AssociationError):  # the associator's message names the URL
+                log.error("%s", exc)
+            else:
+                log.error("failed to associate with %s: %s", server_url, exc)
         finally:
             self.queue.ack([item])
 

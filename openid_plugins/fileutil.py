@@ -146,22 +146,28 @@ def read_json_object(path: Path, limit: int) -> dict[str, Any] | None:
     return data
 
 
-def open_layout(root: Path, kind: str, error: type[OpenIDError]) -> None:
+def open_layout(root: Path, kind: str, error: type[OpenIDError], *, create: bool = True) -> None:
     """Create ``root`` (private) with its layout marker, or check the marker it has.
 
     ``kind`` is ``"store"`` or ``"queue"``: pointing one at the other's directory fails.
+    With ``create`` false (``StoreOptions.create``) a missing one is an error instead.
 
     A non-empty directory without a marker is refused rather than filled: a store URL
     pointing at the wrong directory (a home, a project) must not scatter files into it.
     """
+    fmt = f"openid-plugins file {kind}"
+    marker = root / LAYOUT_FILE
+    if not create and not marker.exists():
+        raise error(
+            f"there is no {fmt} at {root}; check the URL (a site creates its {kind} on first"
+            " use, and this command creates none)"
+        )
     try:
         root.mkdir(parents=True)
     except FileExistsError:
         pass
     else:
         os.chmod(root, DIR_MODE)
-    fmt = f"openid-plugins file {kind}"
-    marker = root / LAYOUT_FILE
     try:
         data = read_json_object(marker, 4096)
     except ForeignFileError as exc:

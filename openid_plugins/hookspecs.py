@@ -158,7 +158,7 @@ def openid_association_event(event: str, server_url: str, details: Mapping[str, 
 
 
 @hookspec
-def openid_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+def openid_cli_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``openid-plugins`` subcommands (e.g. ``db upgrade`` from the SQL plugin).
 
     Add a parser with ``subparsers.add_parser(...)`` and ``set_defaults(func=callable)``;

@@ -173,7 +173,10 @@ class RelyingParty:
         self.pm.hook.openid_check_fetch_url(url=url, addresses=addresses, settings=settings)
 
     def _resolve_xri(self, xri: str) -> list[Endpoint] | None:
-        return self.pm.hook.openid_resolve_xri(xri=xri, settings=self.settings.fetch)
+        found: list[Endpoint] | None = self.pm.hook.openid_resolve_xri(
+            xri=xri, settings=self.settings.fetch
+        )
+        return found
 
     def _association_event(self, event: str, server_url: str, details: Mapping[str, Any]) -> None:
         self.pm.hook.openid_association_event(event=event, server_url=server_url, details=details)
@@ -303,7 +306,9 @@ class RelyingParty:
             "claimed_id": None if endpoint.is_op_identifier else result.claimed_id,
             "started": now,
             "requested": [
-                ext.to_session() for ext in extensions if callable(getattr(ext, "to_session", None))
+                to_session()
+                for ext in extensions
+                if callable(to_session := getattr(ext, "to_session", None))
             ],
         }
         if association == "stateless":

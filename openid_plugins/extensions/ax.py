@@ -270,7 +270,7 @@ class AXResult(dict[str, list[str]]):
             return True
         return isinstance(key, str) and SCHEMA.get(key) is not None and (SCHEMA[key] in self)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         try:
             return self[key]
         except KeyError:
@@ -383,11 +383,11 @@ def requested_ax(extensions: Iterable[object]) -> AX | None:
     for ext in extensions:
         if isinstance(ext, AX):
             wish: AX | None = ext
-        elif callable(getattr(ext, "ax_types", None)):
-            required, optional = ext.ax_types()
+        elif callable(types := getattr(ext, "ax_types", None)):
+            required, optional = types()
             wish = AX(required=required, optional=optional)
-        elif callable(getattr(ext, "as_ax", None)):
-            wish = ext.as_ax()
+        elif callable(as_ax := getattr(ext, "as_ax", None)):
+            wish = as_ax()
         else:
             continue
         if wish is not None:

@@ -144,11 +144,11 @@ def requested_sreg(extensions: Iterable[object]) -> SReg | None:
     for ext in extensions:
         if isinstance(ext, SReg):
             wish: SReg | None = ext
-        elif callable(getattr(ext, "sreg_fields", None)):
-            required, optional = ext.sreg_fields()
+        elif callable(fields := getattr(ext, "sreg_fields", None)):
+            required, optional = fields()
             wish = SReg(required=required, optional=optional)
-        elif callable(getattr(ext, "as_sreg", None)):
-            wish = ext.as_sreg()
+        elif callable(as_sreg := getattr(ext, "as_sreg", None)):
+            wish = as_sreg()
         else:
             continue
         if wish is not None:

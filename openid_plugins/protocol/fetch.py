@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -160,6 +160,24 @@ def _pinned(host: str, port: int, addresses: list[str]) -> Iterator[None]:
         table.pop(key, None)
 
 
+def _connection_failure(exc: BaseException) -> str:
+    """Why a connection failed in a few words ("connection refused"): the innermost
+    ``OSError``'s text, found through requests' and urllib3's wrappers (``MaxRetryError``
+    with its pool and retry internals is no help to the person reading the message)."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror[:1].lower() + current.strerror[1:]
+        linked = (getattr(current, "reason", None), current.__cause__, current.__context__)
+        todo.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
+    return str(exc)
+
+
 class _PinnedConnectionMixin:
     """Connects to the approved addresses of the current fetch instead of resolving again."""
 
@@ -168,15 +186,17 @@ class _PinnedConnectionMixin:
     timeout: Any
     source_address: Any
     socket_options: Any
+    sock: socket.socket | None
 
     def _new_conn(self) -> socket.socket:
+        conn = cast(HTTPConnection, self)  # only ever mixed into urllib3's HTTPConnection
         table = getattr(_pins, "table", None) or {}
         addresses = table.get(_pin_key(self.host, self.port))
         if addresses is None:
             # Not inside Fetcher (no approved addresses): refuse rather than resolve.
-            raise NewConnectionError(self, f"no approved address for {self.host}:{self.port}")
+            raise NewConnectionError(conn, f"no approved address for {self.host}:{self.port}")
         deadline: _Deadline | None = getattr(_local, "deadline", None)
-        error: Exception = NewConnectionError(self, f"no approved address for {self.host}")
+        error: Exception = NewConnectionError(conn, f"no approved address for {self.host}")
         for address in addresses:
             timeout = self.timeout
             if deadline is not None and isinstance(timeout, (int, float)):
@@ -191,12 +211,13 @@ class _PinnedConnectionMixin:
                 )
             except TimeoutError as exc:
                 error = ConnectTimeoutError(
-                    self, f"connection to {self.host} ({address}) timed out"
+                    conn, f"connection to {self.host} ({address}) timed out"
                 )
                 error.__cause__ = exc
                 continue
             except OSError as exc:
-                error = NewConnectionError(self, f"cannot connect to {address}: {exc}")
+                error = NewConnectionError(conn, f"cannot connect to {address}: {exc}")
+                error.__cause__ = exc  # for _connection_failure's few words
                 continue
             if deadline is not None:
                 # Watched from here on: the TLS handshake is bounded too.
@@ -646,9 +667,9 @@ class Fetcher:
         try:
             addresses = _resolve_in_time(host, port)
         except (OSError, UnicodeError) as exc:
-            raise FetchError(
-                f"cannot fetch {redact(url)}: the host {host!r} does not resolve ({exc})"
-            ) from exc
+            reason = f"the host {host!r} does not resolve ({_connection_failure(exc)})"
+            message = f"cannot fetch {redact(url)}: {reason}"
+            raise FetchError(message, url=url, reason=reason) from exc
         self._run_policy(url, addresses)
         if not addresses:
             raise FetchError(f"cannot fetch {redact(url)}: {host!r} resolved to no address")
@@ -720,7 +741,10 @@ class Fetcher:
                     f"{self.settings.read_timeout}s)"
                 ) from exc
             except (requests.RequestException, Urllib3HTTPError, OSError) as exc:
-                raise FetchError(f"cannot fetch {redact(url)}: {exc}") from exc
+                reason = _connection_failure(exc)
+                raise FetchError(
+                    f"cannot fetch {redact(url)}: {reason}", url=url, reason=reason
+                ) from exc
             try:
                 raw = self._read_body(response, url, deadline)
                 if reuse:

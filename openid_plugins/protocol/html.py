@@ -135,7 +135,7 @@ class _TagParser(HTMLParser):
     a link after an unclosed ``<title>`` to be found, as the JanRain libraries always did.
     """
 
-    RCDATA_CONTENT_ELEMENTS = ()
+    RCDATA_CONTENT_ELEMENTS = ()  # type: ignore[misc]  # Final in typeshed; replaced on purpose
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

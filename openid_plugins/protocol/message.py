@@ -157,13 +157,10 @@ class Message:
         a key given twice is ambiguous and refused (4.1.2 allows no repeats).
         """
         fields = {
-            key[7:]: value
+            key[7:]: value if isinstance(value, str) else _single_value(key, value)
             for key, value in query.items()
             if key.__class__ is str and key.startswith("openid.")
         }
-        for key, value in fields.items():
-            if value.__class__ is not str:
-                fields[key] = _single_value("openid." + key, value)
         message = cls.__new__(cls)
         message.fields = fields
         message._namespace = message._aliases = None

@@ -213,7 +213,8 @@ class AuthResult:
 
     @property
     def sreg(self) -> Mapping[str, str]:
-        return self.extensions.get("sreg", {})
+        sreg: Mapping[str, str] = self.extensions.get("sreg", {})
+        return sreg
 
     @property
     def ax(self) -> Any:

@@ -73,7 +73,7 @@ class FileQueue(Queue):
         self._rejected = root / "rejected"
         self._warned: set[str] = set()
         with self._errors("create the queue directory"):
-            open_layout(root, "queue", QueueError)
+            open_layout(root, "queue", QueueError, create=options.create)
             for path in (self._tmp, self._waiting, self._claimed, self._rejected):
                 make_private_dir(path)
             self._sweep_tmp()

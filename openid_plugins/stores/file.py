@@ -111,10 +111,10 @@ class FileStore(Store):
         self._next_cleanup = -math.inf
         self._warned: set[str] = set()
         with self._errors("create the store directory"):
-            self._lay_out()
+            self._lay_out(create=options.create)
 
-    def _lay_out(self) -> None:
-        open_layout(self.root, "store", StoreError)
+    def _lay_out(self, *, create: bool = True) -> None:
+        open_layout(self.root, "store", StoreError, create=create)
         for path in (
             self._tmp,
             self._associations,

@@ -189,7 +189,7 @@ class ProcessRacers:
             pytest.fail(f"{len(unfinished)} racing processes still busy after {PATIENCE}s")
         if self.barrier.broken:
             self.barrier.reset()
-        failures = [f.exception() for f in futures if f.exception() is not None]
+        failures = [error for f in futures if (error := f.exception()) is not None]
         if failures:
             # The racer that failed first broke the barrier for the others: report it.
             raise next(

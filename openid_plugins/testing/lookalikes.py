@@ -49,7 +49,7 @@ from .provider import DevelopmentProvider, Reply, _kv, _redirect
 #: The handle Steam puts in every assertion: it associates with nobody.
 STEAM_DUMMY_HANDLE = "1234567890"
 #: Steam's signed list, in Steam's order: ``signed`` first, no ``ns``.
-STEAM_SIGNED = ("signed", "op_endpoint", "claimed_id", "identity", "return_to")
+STEAM_SIGNED: tuple[str, ...] = ("signed", "op_endpoint", "claimed_id", "identity", "return_to")
 STEAM_SIGNED += ("response_nonce", "assoc_handle")
 TEAMS_NS = "http://ns.launchpad.net/2007/openid-teams"
 

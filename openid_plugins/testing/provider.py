@@ -209,7 +209,7 @@ class DevelopmentProvider:
         if self._httpd is None:
             raise ConfigurationError("the development OP is not running: call start() first")
         host, port = self._httpd.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        host = f"[{host!s}]" if ":" in str(host) else str(host)
         return f"http://{host}:{port}"
 
     @property
@@ -412,7 +412,7 @@ class DevelopmentProvider:
         if not _is_http_url(return_to):
             raise ProtocolError(f"openid.return_to {return_to!r} is not an http(s) URL")
         try:
-            realm = Realm.parse(realm_text)
+            realm = Realm.parse(realm_text or return_to)
         except OpenIDError as exc:
             raise ProtocolError(f"the realm is invalid: {exc}") from None
         if not realm.matches(return_to):
@@ -425,9 +425,10 @@ class DevelopmentProvider:
             raise ProtocolError("openid.claimed_id and openid.identity must come together (9.1)")
         if identity is None:
             raise ProtocolError("this development OP only answers requests about an identifier")
+        user: str | None
         if openid2 and identity == IDENTIFIER_SELECT:
             # 10: the OP chooses the identifier (here without asking).
-            user: str | None = self.select_user or self.users[0]
+            user = self.select_user or self.users[0]
             identity = claimed_id = self.identity_url(user)
         else:
             user = self._user_for(identity)
@@ -523,7 +524,7 @@ class DevelopmentProvider:
         for alias in dict.fromkeys(a for a in requested if a):
             uri = args.get(f"type.{alias}")
             values = list(data.get(uri, ())) if uri else []
-            if not values:
+            if not uri or not values:
                 continue
             count = args.get(f"count.{alias}")
             answer[f"type.{alias}"] = uri

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from openid_plugins.backends import KNOWN_SCHEMES, backend_for, scheme_of
+from openid_plugins.backends import KNOWN_SCHEMES, Kind, backend_for, scheme_of
 from openid_plugins.config import Settings
 from openid_plugins.errors import OpenIDError
 from openid_plugins.manager import make_plugin_manager
@@ -54,10 +54,11 @@ def check_openid_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     except OpenIDError as exc:
         messages.append(Error(f"OPENID_PLUGINS is invalid: {exc}", id="openid_plugins_django.E001"))
         return messages
-    for kind, url, code in (
+    checked: tuple[tuple[Kind, str, str], ...] = (
         ("store", rp_settings.store_url(), "E002"),
         ("queue", rp_settings.queue_url(), "E003"),
-    ):
+    )
+    for kind, url, code in checked:
         try:
             backend = backend_for(pm, kind, url)
         except OpenIDError as exc:

@@ -60,7 +60,7 @@ class SQLBackend:
     _hot: engines.HotPath
 
     def __init__(self, url: str, options: StoreOptions) -> None:
-        self.target: Target = parse_target(url, options.extra)
+        self.target: Target = parse_target(url, options.extra, create=options.create)
         self.tables: Tables = tables(self.target.prefix)
         self._now = options.clock.now
         self._engine: Engine | None = None
@@ -115,8 +115,9 @@ class SQLBackend:
                 state = "no tables" if found is None else f"schema version {found}"
                 raise SchemaError(
                     f"{self.target.display} has {state} for prefix {self.target.prefix!r} "
-                    f"(this openid-plugins-sql needs version {SCHEMA_VERSION}) and "
-                    "create_schema is off; run: openid-plugins db upgrade URL"
+                    f"(this openid-plugins-sql needs version {SCHEMA_VERSION}) and does not"
+                    " create tables here (create_schema is off, or a maintenance command);"
+                    f" run: openid-plugins db upgrade {self.target.display}"
                 )
             try:
                 upgrade_schema(engine, self.tables, self._now(), self.target.display)
@@ -175,7 +176,10 @@ class SQLBackend:
         statement) and give the connection back; one that cannot even do that is
         discarded."""
         try:
-            connection.dbapi_connection.rollback()
+            dbapi = connection.dbapi_connection
+            if dbapi is None:  # invalidated by the pool: nothing left to roll back or reuse
+                raise ConnectionError("the connection was invalidated")
+            dbapi.rollback()
         except Exception as err:
             log.warning("discarding a connection whose rollback failed: %s", err)
             hot.discard(connection, err)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -23,6 +23,9 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from openid_plugins.errors import ConfigurationError
 
 from .target import Target
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("openid_plugins.sql.engine")
 
@@ -208,12 +211,13 @@ class Liveness:
             raise
 
 
-def is_retryable(error: BaseException) -> bool:
+def is_retryable(error: BaseException | None) -> bool:
     """A deadlock or serialization failure: the database rolled the whole transaction back,
-    so running it again is safe. ``error`` is the DB-API driver's exception."""
+    so running it again is safe. ``error`` is the DB-API driver's exception (None when
+    SQLAlchemy wrapped none)."""
     if getattr(error, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL
         return True
-    args = getattr(error, "args", ())
+    args: tuple[Any, ...] = getattr(error, "args", ())
     # MariaDB/MySQL: ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT.
     return bool(args) and args[0] in (1213, 1205)
 
@@ -383,7 +387,7 @@ def _bounded_psycopg_connect(limit: float) -> Callable[..., Any]:
 
 
 @functools.cache
-def bounded_psycopg_connection(limit: float) -> type:
+def bounded_psycopg_connection(limit: float) -> type[psycopg.Connection[Any]]:
     """A psycopg connection class whose every wait on the server ends after ``limit`` s.
 
     libpq has no client-side read timeout, and a server-side statement_timeout does
@@ -401,12 +405,12 @@ def bounded_psycopg_connection(limit: float) -> type:
     # which is still safe.
     timed_out = getattr(psycopg.errors, "_WaitTimeout", psycopg.OperationalError)
 
-    class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
-        def wait(self, gen: Any, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+    class BoundedConnection(psycopg.Connection[Any]):
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             if timeout is not None:
-                return super().wait(gen, *args, timeout=timeout, **kw)
+                return super().wait(gen, interval, timeout)
             try:
-                return super().wait(gen, *args, timeout=limit, **kw)
+                return super().wait(gen, interval, limit)
             except timed_out:
                 if self.closed or self.broken:
                     raise

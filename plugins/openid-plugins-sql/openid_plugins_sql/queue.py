@@ -188,7 +188,9 @@ class SQLQueue(SQLBackend, Queue):
 
     def pending(self) -> int:
         query = sa.select(sa.func.count()).select_from(self.tables.queue)
-        return self._run("counting queue items", lambda conn: conn.scalar(query), write=False)
+        return self._run(
+            "counting queue items", lambda conn: conn.scalar(query) or 0, write=False
+        )
 
     def wait(self, timeout: float) -> bool:
         """True as soon as an item is claimable (waiting, or its lease ran out); False

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -31,7 +32,7 @@ _HASH = sa.String(64).with_variant(mysql.CHAR(64, charset="ascii", collation="as
 _JSON_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 #: InnoDB, utf8mb4, and a binary collation: MySQL's default collations compare case- and
 #: accent-insensitively, and two URLs or handles that differ only in case are different.
-_MYSQL_OPTIONS = {
+_MYSQL_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",
@@ -128,7 +129,10 @@ def _nonces_table(prefix: str, md: sa.MetaData, name: str | None = None) -> sa.T
         md,
         sa.Column("nonce_hash", _HASH, primary_key=True),
         sa.Column("expires", sa.Double, nullable=False),
-        sa.Index(f"{prefix}nonce_expires", "expires").ddl_if(dialect=("postgresql", "mysql")),
+        # A tuple of dialect names is documented for ddl_if; SQLAlchemy's stub says str only.
+        sa.Index(f"{prefix}nonce_expires", "expires").ddl_if(
+            dialect=("postgresql", "mysql")  # type: ignore[arg-type]
+        ),
         sqlite_with_rowid=False,
         **_MYSQL_OPTIONS,
     )

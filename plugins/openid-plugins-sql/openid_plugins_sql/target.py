@@ -83,8 +83,14 @@ class Target:
         return f"{url} {self.statement_timeout} {self.connect_timeout}"
 
 
-def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
-    """The driver URL and table prefix for ``url``; raise ``ConfigurationError`` if unusable."""
+def parse_target(
+    url: str, extra: Mapping[str, Any] | None = None, *, create: bool = True
+) -> Target:
+    """The driver URL and table prefix for ``url``; raise ``ConfigurationError`` if unusable.
+
+    ``create`` false (``StoreOptions.create``, maintenance commands): neither a SQLite file
+    nor its directory nor any table is created; a missing one is an error.
+    """
     extra = extra or {}
     try:
         parsed = make_url(url)
@@ -110,7 +116,7 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
         )
 
     if parsed.get_backend_name() == "sqlite":
-        parsed = _sqlite_file(url, parsed)
+        parsed = _sqlite_file(url, parsed, create)
     elif parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
         # Four-byte UTF-8 everywhere; the tables are declared utf8mb4 too.
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
@@ -118,13 +124,13 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
     parsed, statement_timeout = _take_option(parsed, extra, STATEMENT_TIMEOUT_OPTION)
     parsed, connect_timeout = _take_option(parsed, extra, CONNECT_TIMEOUT_OPTION)
 
-    create = extra.get(CREATE_SCHEMA_OPTION, True)
-    if isinstance(create, str):
-        create = create.strip().lower() not in ("0", "false", "no", "off")
+    create_schema = extra.get(CREATE_SCHEMA_OPTION, True)
+    if isinstance(create_schema, str):
+        create_schema = create_schema.strip().lower() not in ("0", "false", "no", "off")
     return Target(
         url=parsed,
         prefix=prefix,
-        create_schema=bool(create),
+        create_schema=bool(create_schema) and create,
         statement_timeout=_seconds(
             STATEMENT_TIMEOUT_OPTION, statement_timeout, DEFAULT_STATEMENT_TIMEOUT
         ),
@@ -160,9 +166,10 @@ def _seconds(name: str, value: Any, default: float) -> float:
     return seconds
 
 
-def _sqlite_file(original: str, url: URL) -> URL:
+def _sqlite_file(original: str, url: URL, create: bool) -> URL:
     """SQLite stores must be files: each pooled connection (and each process) needs to see
-    the same database, which an in-memory one is not. The directory is created if missing."""
+    the same database, which an in-memory one is not. The directory is created if missing
+    and ``create`` allows it."""
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         raise ConfigurationError(
@@ -179,6 +186,11 @@ def _sqlite_file(original: str, url: URL) -> URL:
             f"{original!r} names the relative path {database!r} (sqlite:/// is followed by"
             " the path as written); processes started in other directories would use"
             " other databases. Give an absolute path: sqlite:////var/lib/app/openid.db"
+        )
+    if not create and not path.is_file():
+        raise ConfigurationError(
+            f"{original!r}: there is no SQLite database at {path}; check the path (this command"
+            " creates none; `openid-plugins db upgrade URL` does)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     return url.set(database=str(path))
