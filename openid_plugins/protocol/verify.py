@@ -60,7 +60,8 @@ MUST_SIGN_1 = ("return_to", "identity")
 def check_fields(message: Message) -> None:
     """Every required field is present and claimed_id/identity come as a pair."""
     required = REQUIRED_2 if message.is_openid2 else REQUIRED_1
-    missing = [name for name in required if not message.get(name)]
+    fields = message.fields
+    missing = [name for name in required if not fields.get(name)]
     if missing:
         raise IncompleteAnswerError(
             "the positive assertion lacks " + ", ".join(f"openid.{m}" for m in missing)
@@ -194,7 +195,11 @@ def _multiset(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 
 def _check_arguments(return_to: str, arguments: Iterable[tuple[object, object]]) -> None:
     """Each argument the site was handed besides the OP's is one of return_to's."""
-    expected = _multiset(parse_qsl(urlsplit(return_to).query, keep_blank_values=True))
+    expected: dict[str, list[str]] = {}
+    for piece in return_to.partition("?")[2].partition("#")[0].split("&"):
+        if piece:
+            key, _, value = piece.partition("=")
+            expected.setdefault(unquote_plus(key), []).append(unquote_plus(value))
     for key, value in arguments:
         values = value if isinstance(value, (list, tuple)) else [value]
         allowed = expected.get(key) if isinstance(key, str) else None
@@ -437,7 +442,7 @@ class AssertionVerifier:
             identity=identity or "",
             op_endpoint=server_url,
             endpoint=endpoint,
-            signed_fields={key: message[key] for key in signed},
+            signed_fields={key: message.fields[key] for key in signed},
             extensions=extensions,
             verified_by=verified_by,
         )
