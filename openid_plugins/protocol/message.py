@@ -160,25 +160,18 @@ class Message:
         a key given twice is ambiguous and refused (4.1.2 allows no repeats). The other
         arguments are kept in ``bare_args``, unconverted.
         """
-        fields = {
-            key[7:]: value
-            for key, value in query.items()
-            if key.__class__ is str and key.startswith("openid.")
-        }
-        for key, value in fields.items():
-            if value.__class__ is not str:
-                fields[key] = _single_value("openid." + key, value)
+        fields = {}
+        bare = []
+        for key, value in query.items():
+            if key.__class__ is str and key.startswith("openid."):
+                fields[key[7:]] = (
+                    value if value.__class__ is str else _single_value(key, value)
+                )
+            else:
+                bare.append((key, value))
         message = cls.__new__(cls)
         message.fields = fields
-        message.bare_args = (
-            tuple(
-                (key, value)
-                for key, value in query.items()
-                if key.__class__ is not str or not key.startswith("openid.")
-            )
-            if len(fields) != len(query)
-            else ()
-        )
+        message.bare_args = tuple(bare)
         message._namespace = message._aliases = None
         return message
 
