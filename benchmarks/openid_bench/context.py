@@ -52,6 +52,12 @@ class Sizes:
         self.raw = 500 if quick else 3000
         self.raw_seconds = 2.0 if quick else 10.0
         self.profile = 500 if quick else 3000
+        # Stored volume for the scaling curves (issue 18: 10^3 and 10^5 used nonces, 10^4
+        # associations over 10^3 OPs, 10^5 waiting queue items); --quick shrinks them.
+        self.scaling_nonces = (1_000, 10_000) if quick else (1_000, 100_000)
+        self.scaling_associations = 1_000 if quick else 10_000
+        self.scaling_ops = 100 if quick else 1_000
+        self.scaling_queue = (1_000, 10_000) if quick else (1_000, 100_000)
 
 
 class Context:

@@ -329,6 +329,51 @@ def _profile(lines: list[str], profile: dict[str, Any]) -> None:
 
 
 #: Each section's part of the Markdown report, in the order of a run.
+def _scaling(lines: list[str], s: dict[str, Any]) -> None:
+    sizes = s["sizes"]
+    lines.extend(
+        [
+            "",
+            f"### Scaling: median us per operation against stored volume"
+            f" ({sizes['associations']:,} associations over {sizes['ops']:,} OPs, a cache"
+            " entry per OP; cleanup with nothing expired)",
+            "",
+            "| store | used nonces | use_nonce | newest association | association by handle"
+            " | cache_get | cleanup |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    )
+    ops = ("use_nonce", "get_association_newest", "get_association_by_handle", "cache_get")
+    for label, curve in s["stores"].items():
+        if "steps" not in curve:
+            lines.append(f"| {label} | {curve.get('skipped') or curve.get('error')} | | | | | |")
+            continue
+        for row in curve["steps"]:
+            cells = " | ".join(f"{row[k]['median_us']:,.0f}" for k in (*ops, "cleanup"))
+            lines.append(f"| {label} | {row['used_nonces']:,} | {cells} |")
+        ratios = curve["last_over_first"]
+        lines.append(
+            f"| {label} | last/first | "
+            + " | ".join(f"{ratios.get(k, '-')}x" for k in (*ops, "cleanup"))
+            + " |"
+        )
+    lines.extend(["", "| queue | waiting | put | claim(limit=1) + ack |", "|---|---|---|---|"])
+    for label, curve in s["queues"].items():
+        if "steps" not in curve:
+            lines.append(f"| {label} | {curve.get('skipped') or curve.get('error')} | | |")
+            continue
+        for row in curve["steps"]:
+            lines.append(
+                f"| {label} | {row['waiting']:,} | {row['put']['median_us']:,.0f} |"
+                f" {row['claim_ack']['median_us']:,.0f} |"
+            )
+        ratios = curve["last_over_first"]
+        lines.append(
+            f"| {label} | last/first | {ratios.get('put', '-')}x |"
+            f" {ratios.get('claim_ack', '-')}x |"
+        )
+
+
 SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "complete": _complete,
     "begin": _begin,
@@ -337,6 +382,7 @@ SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "fetcher": _fetcher,
     "raw": _raw,
     "profile": _profile,
+    "scaling": _scaling,
 }
 
 
