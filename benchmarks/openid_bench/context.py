@@ -58,6 +58,7 @@ class Sizes:
         self.scaling_associations = 1_000 if quick else 10_000
         self.scaling_ops = 100 if quick else 1_000
         self.scaling_queue = (1_000, 10_000) if quick else (1_000, 100_000)
+        self.concurrency = 400 if quick else 4000
 
 
 class Context:

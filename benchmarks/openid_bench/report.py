@@ -374,6 +374,31 @@ def _scaling(lines: list[str], s: dict[str, Any]) -> None:
         )
 
 
+def _concurrency(lines: list[str], c: dict[str, Any]) -> None:
+    lines.extend(
+        [
+            "",
+            "### Concurrency: complete() (real URL, warm association) by threads sharing one"
+            " RelyingParty and by processes sharing one store",
+            "",
+            "| store | workers | ops/s | median us | p99 us |",
+            "|---|---|---|---|---|",
+        ]
+    )
+    for label, row in c.items():
+        if "skipped" in row:
+            lines.append(f"| {label} | {row['skipped']} | | | |")
+            continue
+        for workers, v in row.items():
+            if workers == "error":
+                lines.append(f"| {label} | error: {v.get('error')} | | | |")
+                continue
+            lines.append(
+                f"| {label} | {workers} | {v['ops_per_second']:,.0f} | {v['median_us']:,.0f} |"
+                f" {v['p99_us']:,.0f} |"
+            )
+
+
 SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "complete": _complete,
     "begin": _begin,
@@ -383,6 +408,7 @@ SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "raw": _raw,
     "profile": _profile,
     "scaling": _scaling,
+    "concurrency": _concurrency,
 }
 
 

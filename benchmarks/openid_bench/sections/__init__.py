@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..context import Context
 
-SECTIONS = ("complete", "begin", "dh", "login", "fetcher", "raw", "profile", "scaling")
+SECTIONS = (
+    "complete",
+    "begin",
+    "dh",
+    "login",
+    "fetcher",
+    "raw",
+    "profile",
+    "scaling",
+    "concurrency",
+)
 
 
 def section(name: str) -> Callable[[Context], dict[str, Any]]:
