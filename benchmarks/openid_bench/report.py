@@ -105,6 +105,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     fetcher = results.get("fetcher", {})
     rtt, loop = fetcher.get("rtt", {}), fetcher.get("loopback", {})
+    delay_only = fetcher.get("delay_only", {})
+    if delay_only.get("speedup") is not None:
+        theirs = delay_only["theirs"]
+        add(
+            f"fetcher >= 10x the sequential loop ({delay_only['endpoints']} endpoints, OPs"
+            f" costing a {delay_only['rtt_ms']:g} ms round trip only)",
+            delay_only["speedup"],
+            delay_only["speedup"] >= 10,
+            "ours associations/s / python3-openid loop associations/s, delay-only variant",
+            f"ours {delay_only['ours']['ops_per_second']:.0f} associations/s with"
+            f" {delay_only['ours']['cpu_us_per_op']:.0f} us of RP CPU each; the loop"
+            f" {theirs['ops_per_second']:.1f}/s over {theirs.get('count', '?')} endpoints, paying"
+            " the round trip and its own pure-Python DH on every association; OP CPU per"
+            f" association (ms): {delay_only['op_cpu_ms_per_association']}",
+        )
     if rtt.get("speedup") is not None:
         op_cpu = rtt["op_cpu_ms_per_association"]
         why = (
@@ -250,10 +265,12 @@ def _login(lines: list[str], g: dict[str, Any]) -> None:
 
 
 def _fetcher(lines: list[str], f: dict[str, Any]) -> None:
-    variants = [(key, f[key]) for key in ("loopback", "rtt") if "ours" in f.get(key, {})]
+    keys = ("loopback", "rtt", "delay_only")
+    variants = [(key, f[key]) for key in keys if "ours" in f.get(key, {})]
     rows: Rows = []
     for _, v in variants:
         where = f"{v['endpoints']} endpoints, {v['rtt_ms']:g} ms per associate"
+        where += ", OP DH precomputed" if v.get("precomputed_dh") else ""
         rows += [
             (f"ours BackgroundFetcher ({where})", v["ours"]),
             (f"python3-openid loop ({where})", v["theirs"]),
@@ -275,7 +292,7 @@ def _fetcher(lines: list[str], f: dict[str, Any]) -> None:
             f" {op_cpu['theirs']} | {v['speedup_rp_cpu_per_association']}x |"
             f" {v['ours_machine_cpu_bound_ops_per_second']} associations/s |"
         )
-    for key in ("loopback", "rtt"):
+    for key in keys:
         if "error" in f.get(key, {}):
             lines.append(f"| {key} | {f[key]['error']} | | | |")
     lines.append("")
