@@ -374,7 +374,11 @@ class AssertionVerifier:
             )
         if mode != "id_res":
             raise IncompleteAnswerError(f"unexpected openid.mode {mode!r} in the response")
-        if not isinstance(state, Mapping) or not {"endpoint", "return_to"} <= state.keys():
+        # A session's state is a dict; the ABC check is for other mappings only.
+        if not (state.__class__ is dict or isinstance(state, Mapping)) or not {
+            "endpoint",
+            "return_to",
+        } <= state.keys():
             raise MissingSessionError(
                 "no sign-in was started in this session (call begin() first; are cookies on?)"
             )
