@@ -101,6 +101,17 @@ class Context:
     def sqlite_url(self, name: str) -> str | None:
         return f"sqlite:///{self.tmp / name}" if self.sql else None
 
+    def store_urls(self, name: str) -> dict[str, str | None]:
+        """Our store URL per backend (None where there is no server or no SQL plugin), each
+        fresh: ``name`` names the file store's folder and the SQLite file."""
+        return {
+            "memory": "memory://",
+            "file": (self.tmp / name).as_uri(),
+            "sqlite": self.sqlite_url(f"{name}.db"),
+            "postgresql": self.db_url("postgresql"),
+            "mysql": self.db_url("mysql"),
+        }
+
     def rp(self, store: str = "memory://", **settings: Any) -> RelyingParty:
         """Our relying party on ``store``, with a memory queue unless told otherwise."""
         settings.setdefault("queue", "memory://")

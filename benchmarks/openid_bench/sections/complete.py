@@ -177,13 +177,7 @@ def run(ctx: Context) -> dict[str, Any]:
     endpoint = their_endpoint(claimed)
     before = op.counts()
 
-    ours_urls = {
-        "memory": "memory://",
-        "file": (ctx.tmp / "ours-file").as_uri(),
-        "sqlite": ctx.sqlite_url("ours.db"),
-        "postgresql": ctx.db_url("postgresql"),
-        "mysql": ctx.db_url("mysql"),
-    }
+    ours_urls = ctx.store_urls("ours")
     theirs_by_match: dict[str, list[tuple[str, Callable[[], Any]]]] = {}
     for label, match, factory in their_stores(ctx):
         theirs_by_match.setdefault(match, []).append((label, factory))

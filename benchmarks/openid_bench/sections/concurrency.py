@@ -148,13 +148,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "data_dir": str(ctx.tmp / "data"),
         "fetch_block_private_addresses": False,
     }
-    urls = {
-        "memory": "memory://",
-        "file": (ctx.tmp / "concurrency-file").as_uri(),
-        "sqlite": ctx.sqlite_url("concurrency.db"),
-        "postgresql": ctx.db_url("postgresql"),
-        "mysql": ctx.db_url("mysql"),
-    }
+    urls = ctx.store_urls("concurrency")
     out: dict[str, Any] = {}
     for label, url in urls.items():
         if url is None:

@@ -174,16 +174,6 @@ def _flatness(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def backends(ctx: Context) -> dict[str, str | None]:
-    return {
-        "memory": "memory://",
-        "file": (ctx.tmp / "scaling-file").as_uri(),
-        "sqlite": ctx.sqlite_url("scaling.db"),
-        "postgresql": ctx.db_url("postgresql"),
-        "mysql": ctx.db_url("mysql"),
-    }
-
-
 def run(ctx: Context) -> dict[str, Any]:
     sizes = ctx.sizes
     say(
@@ -200,7 +190,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "stores": {},
         "queues": {},
     }
-    for label, url in backends(ctx).items():
+    for label, url in ctx.store_urls("scaling").items():
         if url is None:
             out["stores"][label] = {"skipped": "no server (or no SQL plugin)"}
             continue
@@ -209,10 +199,7 @@ def run(ctx: Context) -> dict[str, Any]:
         except Exception as exc:  # a database going away mid-run: report, go on
             log.exception("scaling of the %s store failed", label)
             out["stores"][label] = failure(exc)
-    queue_urls = backends(ctx)
-    queue_urls["file"] = (ctx.tmp / "scaling-queue").as_uri()
-    queue_urls["sqlite"] = ctx.sqlite_url("scaling-queue.db")
-    for label, url in queue_urls.items():
+    for label, url in ctx.store_urls("scaling-queue").items():
         if url is None:
             out["queues"][label] = {"skipped": "no server (or no SQL plugin)"}
             continue
