@@ -160,6 +160,11 @@ def check_return_to(
         if not tail:
             return
         if tail[0] == ("&" if "?" in return_to else "?"):
+            # Every argument is the OP's when each "&" starts an "openid." one: two counts
+            # in C over the tail; only otherwise is it split and decoded to name the culprit.
+            query = "&" + tail[1:]
+            if query.count("&") == query.count("&openid."):
+                return
             extra = _bare_pairs(tail[1:])
             if extra:
                 _refuse_extra(extra[0][0], return_to)
@@ -199,7 +204,7 @@ def _check_arguments(return_to: str, arguments: Iterable[tuple[object, object]])
     for piece in return_to.partition("?")[2].partition("#")[0].split("&"):
         if piece:
             key, _, value = piece.partition("=")
-            expected.setdefault(unquote_plus(key), []).append(unquote_plus(value))
+            expected.setdefault(_unquote(key), []).append(_unquote(value))
     for key, value in arguments:
         values = value if isinstance(value, (list, tuple)) else [value]
         allowed = expected.get(key) if isinstance(key, str) else None
@@ -210,6 +215,16 @@ def _check_arguments(return_to: str, arguments: Iterable[tuple[object, object]])
                 f"query argument {key!r} of openid.return_to has another value in the"
                 " request's arguments"
             )
+
+
+def _unquote(text: str) -> str:
+    """``unquote_plus``, with a shortcut for what return_to's arguments usually hold: our RP
+    nonce, whose only escapes are its timestamp's colons (``%3A``), decoded by a replace."""
+    if "+" not in text:
+        simple = text.replace("%3A", ":")
+        if "%" not in simple:
+            return simple
+    return unquote_plus(text)
 
 
 def _refuse_extra(key: object, return_to: str) -> None:
