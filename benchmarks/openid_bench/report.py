@@ -120,6 +120,28 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f" {cache_write:.0f} us is the discovery-cache write, the rest the queue put and"
             " building the request",
         )
+    startup = results.get("startup", {})
+    if startup:
+        help_ms = startup["cli_help"]["median_ms"]
+        add(
+            "openid-plugins --help <= 150 ms (every plugin installed)",
+            help_ms,
+            help_ms <= 150,
+            "median wall time of a fresh interpreter, bytecode cached",
+            f"{help_ms} ms wall ({startup['cli_help']['cpu_median_ms']} ms CPU), of which the"
+            f" interpreter alone takes {startup['python_alone']['median_ms']} ms; heavy modules"
+            f" loaded: {startup['cli_help'].get('heavy_modules_loaded')}",
+        )
+        rp = startup["relying_party_file"]
+        add(
+            "RelyingParty(store='file://...') <= 50 ms after import",
+            rp["in_process_median_ms"],
+            rp["in_process_median_ms"] <= 50,
+            "median in-process time of the constructor in a fresh interpreter",
+            f"{rp['in_process_median_ms']} ms median, {rp['in_process_min_ms']} ms min; heavy"
+            f" modules loaded: {rp.get('heavy_modules_loaded')} (requests and cryptography"
+            " come with the core's import, which a site pays once per process)",
+        )
     fetcher = results.get("fetcher", {})
     rtt, loop = fetcher.get("rtt", {}), fetcher.get("loopback", {})
     delay_only = fetcher.get("delay_only", {})
@@ -433,6 +455,37 @@ def _concurrency(lines: list[str], c: dict[str, Any]) -> None:
             )
 
 
+def _startup(lines: list[str], s: dict[str, Any]) -> None:
+    lines.extend(
+        [
+            "",
+            "### Start-up, fresh interpreters (bytecode cached), plugins: "
+            + ", ".join(s.get("plugins", [])),
+            "",
+            "| what | median wall ms | min ms | CPU ms | in process ms | heavy modules loaded |",
+            "|---|---|---|---|---|---|",
+        ]
+    )
+    for key, label in (
+        ("python_alone", "python -c pass"),
+        ("import_core", "import openid_plugins.relying_party"),
+        ("cli_help", "openid-plugins --help"),
+        ("relying_party_file", "RelyingParty(store='file://...')"),
+    ):
+        v = s[key]
+        lines.append(
+            f"| {label} | {v['median_ms']} | {v['min_ms']} | {v['cpu_median_ms']} |"
+            f" {v.get('in_process_median_ms', '-')} | {v.get('heavy_modules_loaded', '-')} |"
+        )
+    for key in ("importtime_relying_party", "importtime_cli_help"):
+        summary = s[key]
+        lines.append("")
+        lines.append(
+            f"`-X importtime` ({key.removeprefix('importtime_')}): {summary['total_ms']} ms;"
+            " top-level: " + ", ".join(f"{k} {v}" for k, v in summary["top_ms"].items())
+        )
+
+
 SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "complete": _complete,
     "begin": _begin,
@@ -443,6 +496,7 @@ SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "profile": _profile,
     "scaling": _scaling,
     "concurrency": _concurrency,
+    "startup": _startup,
 }
 
 

@@ -25,6 +25,7 @@ SECTIONS = (
     "profile",
     "scaling",
     "concurrency",
+    "startup",
 )
 
 
