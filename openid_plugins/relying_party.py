@@ -372,7 +372,8 @@ class RelyingParty:
         """
         state = session.get(SESSION_KEY)
         stateless = self.settings.association == "stateless" or (
-            isinstance(state, Mapping) and state.get("stateless") is True
+            (state.__class__ is dict or isinstance(state, Mapping))
+            and state.get("stateless") is True
         )
         with self.fetcher.scope(self.settings.fetch.user_timeout):
             result = self.verifier.verify(query, current_url, state, stateless=stateless)

@@ -95,6 +95,33 @@ def test_wrong_return_to(op, rp, browser):
     assert_nonce_unused(rp, query)
 
 
+def test_unsigned_argument_added_to_the_answer(op, rp, browser):
+    """issue 14: an argument that is neither the OP's nor return_to's is refused, in the
+    URL of an answer by redirect and in a form POST's URL or body (5.2.1). python3-openid's
+    OP signed every answer; the untouched answer completes afterwards."""
+    session: dict = {}
+    query, url = start(rp, browser, op.identity(), session)
+    with pytest.raises(ReturnToMismatchError):
+        rp.complete({**query, "admin": "1"}, url + "&admin=1", session=session)
+    with pytest.raises(ReturnToMismatchError):
+        rp.complete(query, url + "&admin=1", session=session)
+    body = {key: value for key, value in query.items() if key.startswith("openid.")}
+    return_to = query["openid.return_to"]
+    with pytest.raises(ReturnToMismatchError):
+        rp.complete(body, return_to + "&admin=1", session=session)
+    with pytest.raises(ReturnToMismatchError):
+        rp.complete({**body, "admin": "1"}, return_to, session=session)
+    assert rp.complete(body, return_to, session=session).claimed_id == op.identity()
+
+
+def test_unsigned_argument_refused_with_nothing_stored(op, rp, browser):
+    session: dict = {}
+    query, url = start(rp, browser, op.identity(), session)
+    with pytest.raises(ReturnToMismatchError):
+        rp.complete(query, url + "&admin=1", session=session)
+    assert_nonce_unused(rp, query)
+
+
 @pytest.mark.parametrize("shift", [-600, 600])
 def test_stale_and_future_nonce(op, make_rp, browser, shift):
     clock = FakeClock()

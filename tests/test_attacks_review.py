@@ -631,17 +631,15 @@ def _arrived_at(base: str, query: dict[str, str]) -> str:
 @pytest.mark.parametrize(
     "current",
     [
-        "https://rp.example/finish?next=%2Fhome&lang=en&extra=1",
         "https://rp.example/finish?lang=en&next=/home",
         "https://RP.Example/finish?next=%2Fhome&lang=en",
         "https://rp.example:443/finish?next=%2Fhome&lang=en",
         "https://rp.example/finish?next=%2Fhome&lang=en#top",
     ],
-    ids=["extra-arg", "reordered-decoded", "host-case", "default-port", "fragment"],
+    ids=["reordered-decoded", "host-case", "default-port", "fragment"],
 )
 def test_return_to_equivalent_current_url_is_accepted(world, current):
-    """11.1: the site's URL may carry more arguments; host case, the default port and
-    percent-encoding do not change it."""
+    """11.1: host case, the default port and percent-encoding do not change the URL."""
     session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
     query, _ = world.forge2(return_to)
     assert world.rp.complete(query, _arrived_at(_bound(current, return_to), query), session=session)
@@ -691,6 +689,75 @@ def test_return_to_that_does_not_match_the_current_url(world, current, request):
     with pytest.raises(ReturnToMismatchError, match=reason):
         world.rp.complete(query, _arrived_at(_bound(current, return_to), query), session=session)
     world.assert_nothing_stored(query)
+
+
+def _refused_as_unsigned(world, session, query, url) -> None:
+    with pytest.raises(ReturnToMismatchError, match="argument 'admin'"):
+        world.rp.complete(query, url, session=session)
+
+
+@pytest.mark.parametrize(
+    "where", ["after", "before", "between", "encoded-key", "blank-value", "no-value"]
+)
+def test_extra_argument_in_the_url_of_a_redirect_is_refused(world, where):
+    """issue 14, as python-openid: an argument that is neither the OP's (openid.*) nor
+    return_to's is refused wherever it sits in the URL, however it is spelled, even when
+    the site's parsed arguments lack it (a framework may read the URL itself)."""
+    session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
+    query, url = world.forge2(return_to)
+    base, _, tail = url.partition("?")
+    extra = {
+        "after": "admin=1",
+        "before": "admin=1",
+        "between": "admin=1",
+        "encoded-key": "%61dmin=1",
+        "blank-value": "admin=",
+        "no-value": "admin",
+    }[where]
+    if where == "before":
+        url = f"{base}?{extra}&{tail}"
+    elif where == "between":
+        own, _, response = tail.partition("&openid.")
+        url = f"{base}?{own}&{extra}&openid.{response}"
+    else:
+        url = f"{url}&{extra}"
+    _refused_as_unsigned(world, session, query, url)
+    # The site's framework hands the extra argument over too: refused as well.
+    _refused_as_unsigned(world, session, {**query, "admin": "1"}, url)
+    world.assert_nothing_stored(query)
+
+
+def test_extra_argument_in_the_arguments_alone_is_refused(world):
+    """A framework that merges arguments from elsewhere (a form body, cookies) hands the
+    site one the URL lacks: it is refused too, whether single or a list of values."""
+    session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
+    query, url = world.forge2(return_to)
+    _refused_as_unsigned(world, session, {**query, "admin": "1"}, url)
+    _refused_as_unsigned(world, session, {**query, "admin": ["1"]}, url)
+    with pytest.raises(ReturnToMismatchError, match="argument 'next'"):
+        world.rp.complete({**query, "next": "https://evil.example/"}, url, session=session)
+    with pytest.raises(ReturnToMismatchError, match="argument 'next'"):
+        world.rp.complete({**query, "next": ["/home", "/x"]}, url, session=session)
+    world.assert_nothing_stored(query)
+
+
+def test_form_post_answer_with_an_extra_argument_is_refused(world):
+    """An answer by form POST (5.2.1): the URL is the bare return_to and the body the OP's
+    fields. An extra argument in the URL's query, or in the body, is refused; a body
+    argument of return_to's with another value too. The control completes afterwards."""
+    session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
+    query, _ = world.forge2(return_to)
+    body = {key: value for key, value in query.items() if key.startswith("openid.")}
+    _refused_as_unsigned(world, session, body, return_to + "&admin=1")
+    _refused_as_unsigned(world, session, {**body, "admin": "1"}, return_to)
+    with pytest.raises(ReturnToMismatchError, match="argument 'lang'"):
+        world.rp.complete({**body, "lang": "fr"}, return_to, session=session)
+    world.assert_nothing_stored(query)
+    session, return_to = world.begin(world.evil.identity, RETURN_TO_Q)
+    query, _ = world.forge2(return_to)
+    body = {key: value for key, value in query.items() if key.startswith("openid.")}
+    result = world.rp.complete(body, return_to, session=session)
+    assert result.claimed_id == world.evil.identity
 
 
 def _bound(current: str, return_to: str) -> str:
@@ -1107,14 +1174,17 @@ def test_genuine_association_handle_in_an_attackers_assertion(op, make_rp, brows
 
 
 def test_fifty_thousand_arguments(world):
-    """50,000 signed extension fields, 50,000 unsigned openid.* ones and 50,000 of the
-    site's own: the signed ones are reported, nothing else is."""
+    """50,000 signed extension fields and 50,000 unsigned openid.* ones: the signed ones
+    are reported, nothing else is. 50,000 arguments that are neither the OP's nor
+    return_to's are refused as unsigned (issue 14)."""
     session, return_to = world.begin(world.evil.identity)
     extra = {"ns.big": "http://big.example/"} | {f"big.f{i}": str(i) for i in range(50_000)}
     query, url = world.forge2(return_to, extra=extra)
     query |= {f"openid.junk{i}": "x" for i in range(50_000)}
-    query |= {f"site{i}": "x" for i in range(50_000)}
+    site = {f"site{i}": "x" for i in range(50_000)}
     # So long an answer comes by form POST (5.2.2): the URL is return_to itself.
+    with pytest.raises(ReturnToMismatchError, match="argument 'site0'"):
+        world.rp.complete(query | site, return_to, session=session)
     result = world.rp.complete(query, return_to, session=session)
     assert len(result.signed_fields) == len(SIGNED_2) + len(extra)
     assert result.signed_fields["big.f49999"] == "49999"

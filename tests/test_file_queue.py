@@ -193,3 +193,36 @@ def test_without_fsync_still_works(root, clock):
     [item] = queue.claim()
     queue.ack([item])
     assert queue.pending() == 0
+
+
+def test_claims_serve_one_listing_before_listing_again(root, clock):
+    """A claim does not list and stat the whole backlog: it takes from the oldest-first
+    listing an earlier claim made, so an item put meanwhile - even one that looks older -
+    waits until that listing is used up."""
+    queue = make(root, clock)
+    urls = [f"https://op{i}.example/" for i in range(3)]
+    for i, url in enumerate(urls):
+        queue.put(url)
+        t = time.time() - 100 + i
+        os.utime(root / "waiting" / digest(url), (t, t))
+    assert [item.server_url for item in queue.claim(limit=1)] == urls[:1]
+    queue.put("https://older.example/")
+    old = time.time() - 1000
+    os.utime(root / "waiting" / digest("https://older.example/"), (old, old))
+    assert [item.server_url for item in queue.claim(limit=1)] == urls[1:2]
+    assert [item.server_url for item in queue.claim(limit=5)] == [
+        urls[2],
+        "https://older.example/",
+    ]
+    assert queue.claim() == []
+
+
+def test_an_item_another_queue_claimed_is_skipped(root, clock):
+    first, second = make(root, clock), make(root, clock)
+    for i in range(4):
+        first.put(f"https://op{i}.example/")
+    a = first.claim(limit=1)
+    b = second.claim(limit=4)
+    c = first.claim(limit=4)
+    claimed = [item.server_url for item in a + b + c]
+    assert sorted(claimed) == [f"https://op{i}.example/" for i in range(4)]

@@ -52,6 +52,13 @@ class Sizes:
         self.raw = 500 if quick else 3000
         self.raw_seconds = 2.0 if quick else 10.0
         self.profile = 500 if quick else 3000
+        # Stored volume for the scaling curves (issue 18: 10^3 and 10^5 used nonces, 10^4
+        # associations over 10^3 OPs, 10^5 waiting queue items); --quick shrinks them.
+        self.scaling_nonces = (1_000, 10_000) if quick else (1_000, 100_000)
+        self.scaling_associations = 1_000 if quick else 10_000
+        self.scaling_ops = 100 if quick else 1_000
+        self.scaling_queue = (1_000, 10_000) if quick else (1_000, 100_000)
+        self.concurrency = 400 if quick else 4000
 
 
 class Context:
@@ -93,6 +100,17 @@ class Context:
 
     def sqlite_url(self, name: str) -> str | None:
         return f"sqlite:///{self.tmp / name}" if self.sql else None
+
+    def store_urls(self, name: str) -> dict[str, str | None]:
+        """Our store URL per backend (None where there is no server or no SQL plugin), each
+        fresh: ``name`` names the file store's folder and the SQLite file."""
+        return {
+            "memory": "memory://",
+            "file": (self.tmp / name).as_uri(),
+            "sqlite": self.sqlite_url(f"{name}.db"),
+            "postgresql": self.db_url("postgresql"),
+            "mysql": self.db_url("mysql"),
+        }
 
     def rp(self, store: str = "memory://", **settings: Any) -> RelyingParty:
         """Our relying party on ``store``, with a memory queue unless told otherwise."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import cryptography
 import requests
@@ -401,3 +402,33 @@ def signed_assertions(
         fields["sig"] = sign(association, fields, keys)
         queries.append({f"openid.{key}": value for key, value in fields.items()})
     return queries
+
+
+#: How an OP's positive assertion reaches the site (OpenID 2.0 section 5.2): an indirect
+#: message by redirect (a GET to return_to with the message appended to its query), or by a
+#: self-submitting form (a POST to return_to whose body carries the message).
+DELIVERIES = ("GET", "POST")
+
+
+def as_delivered(
+    queries: Iterable[dict[str, str]], return_to: str, method: str
+) -> list[tuple[dict[str, str], str]]:
+    """(request arguments, current URL) as a web framework hands them to a site's view.
+
+    GET: the URL the browser arrived at is return_to with the ``openid.*`` query appended
+    (as an OP builds it, 4.1.2), and the arguments are that whole query parsed, return_to's
+    own arguments included. POST: the URL is the bare return_to (the form's action) and the
+    arguments are the form's body. Built up front: parsing the request is the framework's
+    work, not the library's; what the library does with the URL is what is measured.
+    """
+    own = dict(parse_qsl(urlsplit(return_to).query, keep_blank_values=True))
+    joiner = "&" if "?" in return_to else "?"
+    delivered = []
+    for query in queries:
+        if method == "GET":
+            delivered.append(({**own, **query}, return_to + joiner + urlencode(query)))
+        elif method == "POST":
+            delivered.append((dict(query), return_to))
+        else:
+            raise ValueError(f"unknown delivery {method!r}")
+    return delivered

@@ -12,18 +12,67 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
+from typing import Any
 
+from openid.dh import DiffieHellman
+from openid.server import server as openid_server
+
+from openid_plugins.protocol.association import FFDHE2048_GROUP
 from openid_plugins.testing.python3_openid_op import Python3OP
 
 #: The folder holding the package: the child runs with it as its working directory, so
 #: ``-m openid_bench.op`` finds the package and ``sys.path[0]`` is that folder, as it was
 #: when the OP was a script beside ``run.py``.
 BENCHMARKS_DIR = Path(__file__).resolve().parent.parent
+
+
+class PrecomputedDH(DiffieHellman):
+    """The OP's side of Diffie-Hellman at almost no cost, so that an OP costs its delay only.
+
+    python3-openid's OP makes a fresh key pair for every ``associate`` and computes in pure
+    Python (two full-size ``pow()``, about 45 ms for ffdhe2048): on this machine the OPs,
+    not the relying party, would set the pace. Here each group's key pair is made once
+    (precomputed) and the shared secret comes from OpenSSL for ffdhe2048 (a named group
+    ``cryptography`` loads without a slow parameter check), else from ``pow()`` with a
+    256-bit exponent. Benchmark use only: a reused short key is fine for measuring.
+    """
+
+    _keys: dict[tuple[int, int], tuple[int, int, Any]] = {}
+
+    def __init__(self, modulus: int, generator: int) -> None:
+        self.modulus, self.generator = int(modulus), int(generator)
+        group = (self.modulus, self.generator)
+        if group not in self._keys:
+            self._keys[group] = _key_pair(*group)
+        self.private, self.public, self._openssl = self._keys[group]
+
+    def getSharedSecret(self, composite: int) -> int:  # noqa: N802 - python3-openid's name
+        if self._openssl is None:
+            return pow(composite, self.private, self.modulus)
+        from cryptography.hazmat.primitives.asymmetric import dh
+
+        numbers, private_key = self._openssl
+        peer = dh.DHPublicNumbers(int(composite), numbers).public_key()
+        return int.from_bytes(private_key.exchange(peer), "big")
+
+
+def _key_pair(modulus: int, generator: int) -> tuple[int, int, Any]:
+    if (modulus, generator) == (FFDHE2048_GROUP.modulus, FFDHE2048_GROUP.generator):
+        from cryptography.hazmat.primitives.asymmetric import dh
+
+        numbers = dh.DHParameterNumbers(modulus, generator)
+        private_key = numbers.parameters().generate_private_key()
+        public = private_key.public_key().public_numbers().y
+        return private_key.private_numbers().x, public, (numbers, private_key)
+    private = secrets.randbits(256) | (1 << 255)
+    return private, pow(generator, private, modulus), None
 
 
 class BenchOP(Python3OP):
@@ -77,12 +126,16 @@ class BenchOP(Python3OP):
 
 class OPProcess:
     """One ``BenchOP`` in a child process on an ephemeral 127.0.0.1 port; ``rtt_ms`` delays
-    its answers to ``associate`` requests (see ``BenchOP``)."""
+    its answers to ``associate`` requests (see ``BenchOP``); ``precomputed_dh`` makes its
+    side of Diffie-Hellman nearly free (``PrecomputedDH``), so the OP costs its delay only."""
 
-    def __init__(self, *, nagle: bool = False, rtt_ms: float = 0.0) -> None:
+    def __init__(
+        self, *, nagle: bool = False, rtt_ms: float = 0.0, precomputed_dh: bool = False
+    ) -> None:
         args = [sys.executable, "-m", "openid_bench.op", "--rtt-ms", str(rtt_ms)]
+        args += ["--nagle"] if nagle else []
         self.proc = subprocess.Popen(
-            args + (["--nagle"] if nagle else []),
+            args + (["--precomputed-dh"] if precomputed_dh else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -139,7 +192,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="serve one BenchOP until stdin closes")
     parser.add_argument("--nagle", action="store_true", help="leave Nagle's algorithm on")
     parser.add_argument("--rtt-ms", type=float, default=0.0, help="delay associate answers")
+    parser.add_argument(
+        "--precomputed-dh", action="store_true", help="DH at almost no cost (PrecomputedDH)"
+    )
     args = parser.parse_args()
+    if args.precomputed_dh:
+        # This process serves one OP: its server module's DH class is ours to replace.
+        openid_server.DiffieHellman = PrecomputedDH
+        from cryptography.utils import CryptographyDeprecationWarning
+
+        # OpenID 2.0 (8.4.2) has no other key exchange; the library silences it the same way.
+        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
     op = BenchOP(nagle=args.nagle, rtt=args.rtt_ms / 1000).start()
     sys.stdout.write(op.base + "\n")
     sys.stdout.flush()

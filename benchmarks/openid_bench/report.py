@@ -49,6 +49,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"; 10x needs {other['median_us'] / 10:.0f} us, while one raw WAL INSERT (the"
                 f" nonce every complete() must write) takes {floor['median_us']:.0f} us here"
             )
+        if ours_label == "memory":
+            cpu = mine.get("cpu_median_us")
+            add(
+                "complete() <= 40 us median (memory store, the URL the browser arrived at)",
+                mine["median_us"],
+                mine["median_us"] <= 40,
+                "median wall time per call, section 1, GET delivery",
+                f"median {mine['median_us']:.0f} us wall, {cpu} us of this process's CPU;"
+                " the machine's load average is in the header",
+            )
+            add(
+                "complete() >= 4x python3-openid (memory store, the URL the browser arrived at)",
+                ratio,
+                ratio >= 4,
+                "ours ops/s / python3-openid memory ops/s, same run, taking turns",
+                f"median {mine['median_us']:.0f} us against {other['median_us']:.0f} us",
+            )
         add(
             f"complete() >= 10x python3-openid ({ours_label} store)",
             ratio,
@@ -103,8 +120,45 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f" {cache_write:.0f} us is the discovery-cache write, the rest the queue put and"
             " building the request",
         )
+    startup = results.get("startup", {})
+    if startup:
+        help_ms = startup["cli_help"]["median_ms"]
+        add(
+            "openid-plugins --help <= 150 ms (every plugin installed)",
+            help_ms,
+            help_ms <= 150,
+            "median wall time of a fresh interpreter, bytecode cached",
+            f"{help_ms} ms wall ({startup['cli_help']['cpu_median_ms']} ms CPU), of which the"
+            f" interpreter alone takes {startup['python_alone']['median_ms']} ms; heavy modules"
+            f" loaded: {startup['cli_help'].get('heavy_modules_loaded')}",
+        )
+        rp = startup["relying_party_file"]
+        add(
+            "RelyingParty(store='file://...') <= 50 ms after import",
+            rp["in_process_median_ms"],
+            rp["in_process_median_ms"] <= 50,
+            "median in-process time of the constructor in a fresh interpreter",
+            f"{rp['in_process_median_ms']} ms median, {rp['in_process_min_ms']} ms min; heavy"
+            f" modules loaded: {rp.get('heavy_modules_loaded')} (requests and cryptography"
+            " come with the core's import, which a site pays once per process)",
+        )
     fetcher = results.get("fetcher", {})
     rtt, loop = fetcher.get("rtt", {}), fetcher.get("loopback", {})
+    delay_only = fetcher.get("delay_only", {})
+    if delay_only.get("speedup") is not None:
+        theirs = delay_only["theirs"]
+        add(
+            f"fetcher >= 10x the sequential loop ({delay_only['endpoints']} endpoints, OPs"
+            f" costing a {delay_only['rtt_ms']:g} ms round trip only)",
+            delay_only["speedup"],
+            delay_only["speedup"] >= 10,
+            "ours associations/s / python3-openid loop associations/s, delay-only variant",
+            f"ours {delay_only['ours']['ops_per_second']:.0f} associations/s with"
+            f" {delay_only['ours']['cpu_us_per_op']:.0f} us of RP CPU each; the loop"
+            f" {theirs['ops_per_second']:.1f}/s over {theirs.get('count', '?')} endpoints, paying"
+            " the round trip and its own pure-Python DH on every association; OP CPU per"
+            f" association (ms): {delay_only['op_cpu_ms_per_association']}",
+        )
     if rtt.get("speedup") is not None:
         op_cpu = rtt["op_cpu_ms_per_association"]
         why = (
@@ -250,10 +304,12 @@ def _login(lines: list[str], g: dict[str, Any]) -> None:
 
 
 def _fetcher(lines: list[str], f: dict[str, Any]) -> None:
-    variants = [(key, f[key]) for key in ("loopback", "rtt") if "ours" in f.get(key, {})]
+    keys = ("loopback", "rtt", "delay_only")
+    variants = [(key, f[key]) for key in keys if "ours" in f.get(key, {})]
     rows: Rows = []
     for _, v in variants:
         where = f"{v['endpoints']} endpoints, {v['rtt_ms']:g} ms per associate"
+        where += ", OP DH precomputed" if v.get("precomputed_dh") else ""
         rows += [
             (f"ours BackgroundFetcher ({where})", v["ours"]),
             (f"python3-openid loop ({where})", v["theirs"]),
@@ -275,7 +331,7 @@ def _fetcher(lines: list[str], f: dict[str, Any]) -> None:
             f" {op_cpu['theirs']} | {v['speedup_rp_cpu_per_association']}x |"
             f" {v['ours_machine_cpu_bound_ops_per_second']} associations/s |"
         )
-    for key in ("loopback", "rtt"):
+    for key in keys:
         if "error" in f.get(key, {}):
             lines.append(f"| {key} | {f[key]['error']} | | | |")
     lines.append("")
@@ -329,6 +385,107 @@ def _profile(lines: list[str], profile: dict[str, Any]) -> None:
 
 
 #: Each section's part of the Markdown report, in the order of a run.
+def _scaling(lines: list[str], s: dict[str, Any]) -> None:
+    sizes = s["sizes"]
+    lines.extend(
+        [
+            "",
+            f"### Scaling: median us per operation against stored volume"
+            f" ({sizes['associations']:,} associations over {sizes['ops']:,} OPs, a cache"
+            " entry per OP; cleanup with nothing expired)",
+            "",
+            "| store | used nonces | use_nonce | newest association | association by handle"
+            " | cache_get | cleanup |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    )
+    ops = ("use_nonce", "get_association_newest", "get_association_by_handle", "cache_get")
+    for label, curve in s["stores"].items():
+        if "steps" not in curve:
+            lines.append(f"| {label} | {curve.get('skipped') or curve.get('error')} | | | | | |")
+            continue
+        for row in curve["steps"]:
+            cells = " | ".join(f"{row[k]['median_us']:,.0f}" for k in (*ops, "cleanup"))
+            lines.append(f"| {label} | {row['used_nonces']:,} | {cells} |")
+        ratios = curve["last_over_first"]
+        lines.append(
+            f"| {label} | last/first | "
+            + " | ".join(f"{ratios.get(k, '-')}x" for k in (*ops, "cleanup"))
+            + " |"
+        )
+    lines.extend(["", "| queue | waiting | put | claim(limit=1) + ack |", "|---|---|---|---|"])
+    for label, curve in s["queues"].items():
+        if "steps" not in curve:
+            lines.append(f"| {label} | {curve.get('skipped') or curve.get('error')} | | |")
+            continue
+        for row in curve["steps"]:
+            lines.append(
+                f"| {label} | {row['waiting']:,} | {row['put']['median_us']:,.0f} |"
+                f" {row['claim_ack']['median_us']:,.0f} |"
+            )
+        ratios = curve["last_over_first"]
+        lines.append(
+            f"| {label} | last/first | {ratios.get('put', '-')}x |"
+            f" {ratios.get('claim_ack', '-')}x |"
+        )
+
+
+def _concurrency(lines: list[str], c: dict[str, Any]) -> None:
+    lines.extend(
+        [
+            "",
+            "### Concurrency: complete() (real URL, warm association) by threads sharing one"
+            " RelyingParty and by processes sharing one store",
+            "",
+            "| store | workers | ops/s | median us | p99 us |",
+            "|---|---|---|---|---|",
+        ]
+    )
+    for label, row in c.items():
+        if "skipped" in row:
+            lines.append(f"| {label} | {row['skipped']} | | | |")
+            continue
+        for workers, v in row.items():
+            if workers == "error":
+                lines.append(f"| {label} | error: {v.get('error')} | | | |")
+                continue
+            lines.append(
+                f"| {label} | {workers} | {v['ops_per_second']:,.0f} | {v['median_us']:,.0f} |"
+                f" {v['p99_us']:,.0f} |"
+            )
+
+
+def _startup(lines: list[str], s: dict[str, Any]) -> None:
+    lines.extend(
+        [
+            "",
+            "### Start-up, fresh interpreters (bytecode cached), plugins: "
+            + ", ".join(s.get("plugins", [])),
+            "",
+            "| what | median wall ms | min ms | CPU ms | in process ms | heavy modules loaded |",
+            "|---|---|---|---|---|---|",
+        ]
+    )
+    for key, label in (
+        ("python_alone", "python -c pass"),
+        ("import_core", "import openid_plugins.relying_party"),
+        ("cli_help", "openid-plugins --help"),
+        ("relying_party_file", "RelyingParty(store='file://...')"),
+    ):
+        v = s[key]
+        lines.append(
+            f"| {label} | {v['median_ms']} | {v['min_ms']} | {v['cpu_median_ms']} |"
+            f" {v.get('in_process_median_ms', '-')} | {v.get('heavy_modules_loaded', '-')} |"
+        )
+    for key in ("importtime_relying_party", "importtime_cli_help"):
+        summary = s[key]
+        lines.append("")
+        lines.append(
+            f"`-X importtime` ({key.removeprefix('importtime_')}): {summary['total_ms']} ms;"
+            " top-level: " + ", ".join(f"{k} {v}" for k, v in summary["top_ms"].items())
+        )
+
+
 SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "complete": _complete,
     "begin": _begin,
@@ -337,6 +494,9 @@ SECTION_MARKDOWN: dict[str, Callable[[list[str], dict[str, Any]], None]] = {
     "fetcher": _fetcher,
     "raw": _raw,
     "profile": _profile,
+    "scaling": _scaling,
+    "concurrency": _concurrency,
+    "startup": _startup,
 }
 
 

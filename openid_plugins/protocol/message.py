@@ -140,10 +140,13 @@ class Message:
     ask for them. ``add_extension`` (for outgoing messages) keeps the cache right.
     """
 
-    __slots__ = ("fields", "_namespace", "_aliases")
+    __slots__ = ("fields", "bare_args", "_namespace", "_aliases")
 
     def __init__(self, fields: Mapping[str, str] | None = None) -> None:
         self.fields: dict[str, str] = dict(fields or {})
+        #: A received message's other arguments (not ``openid.*``), as (name, value or
+        #: list of values) pairs: nobody signed them, so 11.1 checks each against return_to.
+        self.bare_args: tuple[tuple[object, object], ...] = ()
         self._namespace: str | None = None
         self._aliases: dict[str, str] | None = None
 
@@ -154,15 +157,21 @@ class Message:
         """From request arguments (GET or POST), keeping only ``openid.*`` keys.
 
         Values may be strings or one-item lists (``parse_qs`` / Django ``QueryDict.lists``);
-        a key given twice is ambiguous and refused (4.1.2 allows no repeats).
+        a key given twice is ambiguous and refused (4.1.2 allows no repeats). The other
+        arguments are kept in ``bare_args``, unconverted.
         """
-        fields = {
-            key[7:]: value if isinstance(value, str) else _single_value(key, value)
-            for key, value in query.items()
-            if key.__class__ is str and key.startswith("openid.")
-        }
+        fields = {}
+        bare = []
+        for key, value in query.items():
+            if key.__class__ is str and key.startswith("openid."):
+                fields[key[7:]] = (
+                    value if value.__class__ is str else _single_value(key, value)
+                )
+            else:
+                bare.append((key, value))
         message = cls.__new__(cls)
         message.fields = fields
+        message.bare_args = tuple(bare)
         message._namespace = message._aliases = None
         return message
 

@@ -14,10 +14,10 @@ and no settings object; the relying party wires it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, NoReturn, Protocol
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from ..contracts import Association, Clock, ProviderProfile, Store
 from ..errors import (
@@ -66,7 +66,8 @@ MUST_SIGN_1 = ("return_to", "identity")
 def check_fields(message: Message) -> None:
     """Every required field is present and claimed_id/identity come as a pair."""
     required = REQUIRED_2 if message.is_openid2 else REQUIRED_1
-    missing = [name for name in required if not message.get(name)]
+    fields = message.fields
+    missing = [name for name in required if not fields.get(name)]
     if missing:
         raise IncompleteAnswerError(
             "the positive assertion lacks " + ", ".join(f"openid.{m}" for m in missing)
@@ -101,7 +102,7 @@ def signed_keys(message: Message) -> list[str]:
     return keys
 
 
-def _split(url: str) -> tuple[str, str, int | None, str, list[tuple[str, str]]]:
+def _split(url: str) -> tuple[str, str, int | None, str, str]:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -115,37 +116,131 @@ def _split(url: str) -> tuple[str, str, int | None, str, list[tuple[str, str]]]:
         (parts.hostname or "").lower(),
         port if port is not None else default,
         parts.path or "/",
-        parse_qsl(parts.query, keep_blank_values=True),
+        parts.query,
     )
 
 
-def check_return_to(return_to: str, current_url: str) -> None:
-    """11.1: scheme, host, port and path equal, and every query argument of return_to is
-    present in the URL the response arrived at with the same value - and no other value:
-    a framework that reads the other copy of a repeated argument would act on one the OP
-    never signed."""
-    if return_to == current_url:
+def _bare_pairs(query: str) -> list[tuple[str, str]]:
+    """The arguments of a URL query that are not ``openid.*``, decoded as ``parse_qsl``
+    decodes them (blank values kept). The OP's own arguments - nearly all of a response's
+    URL - are recognised by their prefix and skipped without being decoded; one spelled
+    with percent-escapes (``openid%2Emode``) is decoded to be recognised."""
+    pairs = []
+    for piece in query.split("&"):
+        if not piece or piece.startswith("openid."):
+            continue
+        key, _, value = piece.partition("=")
+        key = unquote_plus(key)
+        if not key.startswith("openid."):
+            pairs.append((key, unquote_plus(value)))
+    return pairs
+
+
+def check_return_to(
+    return_to: str,
+    current_url: str,
+    arguments: Iterable[tuple[object, object]] = (),
+) -> None:
+    """11.1, as strictly as python-openid: scheme, host, port and path equal, and the
+    arguments of the URL the response arrived at that are not the OP's (``openid.*``) are
+    exactly return_to's, each with its value, once. A missing or changed one is refused;
+    so is a repeated one (a framework that reads the other copy would act on a value the
+    OP never signed) and an extra one: 11.1 is the floor, and a site that reads an argument
+    no OP signed acts on whatever an attacker appended to the URL.
+
+    ``arguments`` are the request's other arguments as the site's framework parsed them
+    (``Message.bare_args``: a form POST's body, or a redirect's query again): each must be
+    one of return_to's, with one of its values.
+
+    An OP appends its answer to return_to (4.1.2, 10.1), so the URL usually starts with
+    return_to itself; then only the appended tail is looked at, and its ``openid.*``
+    arguments are recognised without being decoded: the cost does not grow with the
+    answer's length beyond one pass over it.
+    """
+    if arguments:
+        _check_arguments(return_to, arguments)
+    if current_url == return_to:
         return
-    scheme, host, port, path, expected_args = _split(return_to)
-    c_scheme, c_host, c_port, c_path, actual_args = _split(current_url)
+    if current_url.startswith(return_to) and "#" not in return_to:
+        # The tail after return_to: its own arguments are return_to's, so what follows its
+        # joiner may only be the OP's.
+        tail = current_url[len(return_to) :].partition("#")[0]
+        if not tail:
+            return
+        if tail[0] == ("&" if "?" in return_to else "?"):
+            # Every argument is the OP's when each "&" starts an "openid." one: two counts
+            # in C over the tail; only otherwise is it split and decoded to name the culprit.
+            query = "&" + tail[1:]
+            if query.count("&") == query.count("&openid."):
+                return
+            extra = _bare_pairs(tail[1:])
+            if extra:
+                _refuse_extra(extra[0][0], return_to)
+            return
+    scheme, host, port, path, expected_query = _split(return_to)
+    c_scheme, c_host, c_port, c_path, actual_query = _split(current_url)
     if (scheme, host, port, path) != (c_scheme, c_host, c_port, c_path):
         raise ReturnToMismatchError(
             f"openid.return_to {return_to[:200]!r} does not match the URL the response arrived"
             f" at ({current_url[:200]!r}): pass the full current URL as current_url"
         )
-    expected: dict[str, list[str]] = {}
-    for key, value in expected_args:
-        expected.setdefault(key, []).append(value)
-    actual: dict[str, list[str]] = {key: [] for key in expected}
-    for key, value in actual_args:
-        if key in actual:
-            actual[key].append(value)
+    expected = _multiset(parse_qsl(expected_query, keep_blank_values=True))
+    actual = _multiset(_bare_pairs(actual_query))
+    if actual == expected:
+        return
     for key, values in expected.items():
-        if sorted(actual[key]) != sorted(values):
+        if sorted(actual.get(key, ())) != sorted(values):
             raise ReturnToMismatchError(
                 f"query argument {key!r} of openid.return_to is missing or different in the"
                 " URL the response arrived at"
             )
+    extras = [key for key in actual if key not in expected]
+    if extras:
+        _refuse_extra(extras[0], return_to)
+
+
+def _multiset(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+def _check_arguments(return_to: str, arguments: Iterable[tuple[object, object]]) -> None:
+    """Each argument the site was handed besides the OP's is one of return_to's."""
+    expected: dict[str, list[str]] = {}
+    for piece in return_to.partition("?")[2].partition("#")[0].split("&"):
+        if piece:
+            key, _, value = piece.partition("=")
+            expected.setdefault(_unquote(key), []).append(_unquote(value))
+    for name, given in arguments:
+        values = given if isinstance(given, (list, tuple)) else [given]
+        allowed = expected.get(name) if isinstance(name, str) else None
+        if allowed is None:
+            _refuse_extra(name, return_to)
+        if any(item not in allowed for item in values):
+            raise ReturnToMismatchError(
+                f"query argument {name!r} of openid.return_to has another value in the"
+                " request's arguments"
+            )
+
+
+def _unquote(text: str) -> str:
+    """``unquote_plus``, with a shortcut for what return_to's arguments usually hold: our RP
+    nonce, whose only escapes are its timestamp's colons (``%3A``), decoded by a replace."""
+    if "+" not in text:
+        simple = text.replace("%3A", ":")
+        if "%" not in simple:
+            return simple
+    return unquote_plus(text)
+
+
+def _refuse_extra(key: object, return_to: str) -> NoReturn:
+    raise ReturnToMismatchError(
+        f"the response carries the argument {str(key)[:80]!r} besides the OP's (openid.*) and"
+        f" those of openid.return_to {return_to[:200]!r}: nobody signed it, so the response"
+        " is refused"
+    )
 
 
 def check_nonce_time(timestamp: float, now: float, skew: float) -> None:
@@ -327,7 +422,11 @@ class AssertionVerifier:
         if mode != "id_res":
             raise IncompleteAnswerError(f"unexpected openid.mode {mode!r} in the response")
         profile = self._check_pins(message, state)
-        if not isinstance(state, Mapping) or not {"endpoint", "return_to"} <= state.keys():
+        # A session's state is a dict; the ABC check is for other mappings only.
+        if not (state.__class__ is dict or isinstance(state, Mapping)) or not {
+            "endpoint",
+            "return_to",
+        } <= state.keys():
             raise MissingSessionError(
                 "no sign-in was started in this session (call begin() first; are cookies on?)"
             )
@@ -398,7 +497,7 @@ class AssertionVerifier:
                 "openid.return_to differs from the one this session's request sent: the"
                 " response belongs to another sign-in (a second tab?); start again"
             )
-        check_return_to(message["return_to"], current_url)
+        check_return_to(message["return_to"], current_url, message.bare_args)
         try:
             started = float(state.get("started", now))
             session_endpoint = Endpoint.from_dict(state["endpoint"])
@@ -450,7 +549,7 @@ class AssertionVerifier:
             identity=identity or "",
             op_endpoint=server_url,
             endpoint=endpoint,
-            signed_fields={key: message[key] for key in signed},
+            signed_fields={key: message.fields[key] for key in signed},
             extensions=extensions,
             verified_by=verified_by,
             provider=profile.name if profile is not None else None,

@@ -14,8 +14,12 @@ then every operation is a single atomic file-system call and nothing needs a loc
   ``waiting/`` by the next ``claim``: a crashed fetcher loses nothing.
 - ``ack`` unlinks the claimed file; ``release`` renames it back.
 
-``claim`` lists ``waiting/`` and stats its entries to serve the oldest first; the queue
-holds one entry per OP endpoint that needs an association, so it stays small. Entries that
+``claim`` serves the oldest first: it lists ``waiting/`` and stats its entries once, keeps
+that oldest-first list in memory and takes its items from it in later claims, listing the
+directory again only when the list runs out. A claim thus costs about ``limit`` renames
+whatever the backlog (one listing per backlog's worth of claims, not one per claim); items
+put after a listing are served after the ones it found, which are older, and a listed item
+another process claimed meanwhile is skipped when its rename fails. Entries that
 are damaged are moved to ``rejected/`` with a warning; foreign files are left alone and
 ignored with a warning. ``wait`` polls (there is no portable file notification): one
 directory read every 50 ms at first, backing off to every 500 ms.
@@ -72,6 +76,8 @@ class FileQueue(Queue):
         self._claimed = root / "claimed"
         self._rejected = root / "rejected"
         self._warned: set[str] = set()
+        #: Waiting names from the last listing, newest first (claims pop from the end).
+        self._listed: list[str] = []
         with self._errors("create the queue directory"):
             open_layout(root, "queue", QueueError, create=options.create)
             for path in (self._tmp, self._waiting, self._claimed, self._rejected):
@@ -112,7 +118,16 @@ class FileQueue(Queue):
         items: list[QueueItem] = []
         with self._errors("claim items"):
             self._return_expired(now)
-            for name in self._oldest_waiting():
+            listed_again = False
+            while len(items) < limit:
+                if not self._listed:
+                    if listed_again:
+                        break
+                    self._listed = self._oldest_waiting()[::-1]
+                    listed_again = True
+                    if not self._listed:
+                        break
+                name = self._listed.pop()
                 token = f"{name}.{until}.{secrets.token_hex(8)}"
                 try:
                     os.rename(self._waiting / name, self._claimed / token)
@@ -122,8 +137,6 @@ class FileQueue(Queue):
                 if server_url is None:
                     continue
                 items.append(QueueItem(server_url, token))
-                if len(items) >= limit:
-                    break
         return items
 
     def ack(self, items: Iterable[QueueItem]) -> None:

@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..context import Context
 
-SECTIONS = ("complete", "begin", "dh", "login", "fetcher", "raw", "profile")
+SECTIONS = (
+    "complete",
+    "begin",
+    "dh",
+    "login",
+    "fetcher",
+    "raw",
+    "profile",
+    "scaling",
+    "concurrency",
+    "startup",
+)
 
 
 def section(name: str) -> Callable[[Context], dict[str, Any]]:

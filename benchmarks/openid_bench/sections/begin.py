@@ -58,7 +58,7 @@ def run(ctx: Context) -> dict[str, Any]:
         ),
         "ours_discovery": Runner(
             "ours discovery alone (protocol.discovery)",
-            lambda i: discovery.discover(fresh("d", i), rp_disc.fetcher, pm=rp_disc.pm),
+            lambda i: discovery.discover(fresh("d", i), rp_disc.fetcher),
         ),
         "ours_rp_discover": Runner(
             "ours RelyingParty.discover() (+ cache write)",
@@ -101,7 +101,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "ours_discovery_nagle_op": Runner(
                 "ours discovery, OP without TCP_NODELAY",
                 lambda i: discovery.discover(
-                    nagle_op.fresh_identity(f"opn{tag}{i + 100}"), rp_disc.fetcher, pm=rp_disc.pm
+                    nagle_op.fresh_identity(f"opn{tag}{i + 100}"), rp_disc.fetcher
                 ),
             ),
             "theirs_discovery_nagle_op": Runner(

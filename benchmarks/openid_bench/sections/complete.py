@@ -1,6 +1,11 @@
 """Section 1, ``complete``: ``complete()`` of distinct, signed positive assertions with a warm
 association and no network, per store, ours against python3-openid's.
 
+Each call gets what a web framework hands a site (``fixtures.as_delivered``): for an answer
+by redirect, the URL the browser arrived at (return_to plus the OP's whole ``openid.*``
+query) and that query parsed; for a form POST (measured on the stores in ``POST_STORES``),
+the bare return_to and the form's fields. Both libraries get the same.
+
 Both libraries' stores hold one association secret under the same handle, and each
 library's session holds what its own ``begin()`` put there (from a real discovery), so the
 measured call is verification alone; the OP's request counts prove nothing went over the
@@ -26,6 +31,7 @@ from ..fixtures import (
     RETURN_TO,
     Runner,
     SharedAssociation,
+    as_delivered,
     interleave,
     log,
     psycopg2_dsn,
@@ -35,6 +41,13 @@ from ..fixtures import (
 
 #: Untimed calls before the timed ones: caches, connections, prepared statements.
 WARMUP = 20
+#: Stores on which the form POST delivery is measured too (GET is measured on all).
+POST_STORES = ("memory",)
+
+
+def variant(label: str, method: str) -> str:
+    """A result's key: the store's label, plus the delivery when it is not a redirect."""
+    return label if method == "GET" else f"{label} (form POST)"
 
 
 def their_endpoint(claimed: str) -> Any:
@@ -44,14 +57,21 @@ def their_endpoint(claimed: str) -> Any:
 
 
 def our_complete(
-    ctx: Context, label: str, store_url: str, shared: SharedAssociation, claimed: str, state: dict
+    ctx: Context,
+    label: str,
+    store_url: str,
+    shared: SharedAssociation,
+    claimed: str,
+    state: dict,
+    method: str = "GET",
 ) -> Runner:
     """Our ``complete()`` on a store holding the shared association."""
     rp = ctx.warm_rp(store_url, shared)
     # begin() binds its answer to the session with an RP nonce in return_to; the OP signs
     # that return_to and the browser comes back to it.
     return_to = state["return_to"]
-    queries = iter(signed_assertions(ctx.sizes.complete + WARMUP, shared, claimed, return_to))
+    signed = signed_assertions(ctx.sizes.complete + WARMUP, shared, claimed, return_to)
+    deliveries = iter(as_delivered(signed, return_to, method))
     state = dict(state, started=time.time())
     box: dict[str, Any] = {}
 
@@ -59,21 +79,30 @@ def our_complete(
         box["session"] = {SESSION_KEY: state}
 
     def call(i: int) -> Any:
-        return rp.complete(next(queries), return_to, session=box["session"])
+        query, current_url = next(deliveries)
+        return rp.complete(query, current_url, session=box["session"])
 
     def check(i: int, result: Any) -> None:
         if result.verified_by != "association" or result.claimed_id != claimed:
             raise AssertionError(f"ours {label}: unexpected result {result!r}")
 
-    return Runner(f"ours {label}", call, prepare=prepare, check=check).warm(WARMUP)
+    name = f"ours {variant(label, method)}"
+    return Runner(name, call, prepare=prepare, check=check).warm(WARMUP)
 
 
 def their_complete(
-    ctx: Context, label: str, store: Any, shared: SharedAssociation, claimed: str, endpoint: Any
+    ctx: Context,
+    label: str,
+    store: Any,
+    shared: SharedAssociation,
+    claimed: str,
+    endpoint: Any,
+    method: str = "GET",
 ) -> Runner:
     """python3-openid's ``Consumer.complete()`` on a store holding the shared association."""
     store.storeAssociation(shared.server_url, shared.theirs())
-    queries = iter(signed_assertions(ctx.sizes.complete + WARMUP, shared, claimed))
+    signed = signed_assertions(ctx.sizes.complete + WARMUP, shared, claimed)
+    deliveries = iter(as_delivered(signed, RETURN_TO, method))
     # One Consumer reused, its session replaced per call: kinder to python3-openid than the
     # Consumer per request its documentation asks for.
     consumer = Consumer({}, store)
@@ -82,7 +111,8 @@ def their_complete(
         consumer.session = {consumer._token_key: endpoint}
 
     def call(i: int) -> Any:
-        return consumer.complete(next(queries), RETURN_TO)
+        query, current_url = next(deliveries)
+        return consumer.complete(query, current_url)
 
     def check(i: int, response: Any) -> None:
         if response.status != "success":
@@ -90,7 +120,8 @@ def their_complete(
                 f"python3-openid {label}: {response.status}: {getattr(response, 'message', '')}"
             )
 
-    return Runner(f"python3-openid {label}", call, prepare=prepare, check=check).warm(WARMUP)
+    name = f"python3-openid {variant(label, method)}"
+    return Runner(name, call, prepare=prepare, check=check).warm(WARMUP)
 
 
 def their_stores(ctx: Context) -> list[tuple[str, str, Callable[[], Any]]]:
@@ -146,13 +177,7 @@ def run(ctx: Context) -> dict[str, Any]:
     endpoint = their_endpoint(claimed)
     before = op.counts()
 
-    ours_urls = {
-        "memory": "memory://",
-        "file": (ctx.tmp / "ours-file").as_uri(),
-        "sqlite": ctx.sqlite_url("ours.db"),
-        "postgresql": ctx.db_url("postgresql"),
-        "mysql": ctx.db_url("mysql"),
-    }
+    ours_urls = ctx.store_urls("ours")
     theirs_by_match: dict[str, list[tuple[str, Callable[[], Any]]]] = {}
     for label, match, factory in their_stores(ctx):
         theirs_by_match.setdefault(match, []).append((label, factory))
@@ -166,23 +191,28 @@ def run(ctx: Context) -> dict[str, Any]:
             ours[match] = {"skipped": "no server (unreachable, --no-databases or no SQL plugin)"}
             say(f"  ours {match}: skipped (no server)")
             continue
-        try:
-            mine = our_complete(ctx, match, url, shared, claimed, state)
-            others = [
-                (label, their_complete(ctx, label, factory(), shared, claimed, endpoint))
-                for label, factory in theirs_by_match.get(match, [])
-            ]
-            runners = [mine] + [runner for _, runner in others]
-            interleave(runners, sizes.complete, sizes.complete_seconds * len(runners))
-        except Exception as exc:  # a database going away mid-run: report, go on
-            log.exception("complete() with the %s stores failed", match)
-            ours[match] = failure(exc)
-            continue
-        ours[match] = show(mine.timing)
-        for label, runner in others:
-            theirs[label] = show(runner.timing)
-            ratios[label] = speedup(ours[match], theirs[label])
-            say(f"    speed-up vs python3-openid {label}: {ratios[label]}x")
+        for method in ("GET", "POST") if match in POST_STORES else ("GET",):
+            key = variant(match, method)
+            try:
+                mine = our_complete(ctx, match, url, shared, claimed, state, method)
+                others = [
+                    (
+                        variant(label, method),
+                        their_complete(ctx, label, factory(), shared, claimed, endpoint, method),
+                    )
+                    for label, factory in theirs_by_match.get(match, [])
+                ]
+                runners = [mine] + [runner for _, runner in others]
+                interleave(runners, sizes.complete, sizes.complete_seconds * len(runners))
+            except Exception as exc:  # a database going away mid-run: report, go on
+                log.exception("complete() with the %s stores failed", key)
+                ours[key] = failure(exc)
+                continue
+            ours[key] = show(mine.timing)
+            for label, runner in others:
+                theirs[label] = show(runner.timing)
+                ratios[label] = speedup(ours[key], theirs[label])
+                say(f"    speed-up vs python3-openid {label}: {ratios[label]}x")
     after = op.counts()
     network = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
     network = {k: v for k, v in network.items() if v}

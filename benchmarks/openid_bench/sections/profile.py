@@ -1,6 +1,7 @@
 """Section ``profile``: cProfile of ``complete()`` on the memory and SQLite stores.
 
-The same warm-association calls as section 1, under the profiler, so a missed target can be
+The same warm-association calls as section 1 (answers by redirect, with the URL the browser
+arrived at), under the profiler, so a missed target can be
 explained by where the time goes (the report's verdict on ``complete()`` quotes the largest
 self-time entry). The full listing is written beside ``--out`` as
 ``profile_complete_<store>.txt``, with paths shortened so listings compare across machines.
@@ -19,7 +20,7 @@ from typing import Any
 from openid_plugins.relying_party import SESSION_KEY
 
 from ..context import Context, our_session_state, say
-from ..fixtures import ROOT, SharedAssociation, signed_assertions
+from ..fixtures import ROOT, SharedAssociation, as_delivered, signed_assertions
 
 #: Untimed calls before the profiled ones.
 WARMUP = 10
@@ -38,15 +39,16 @@ def run(ctx: Context) -> dict[str, Any]:
         rp = ctx.warm_rp(url, shared)
         count = ctx.sizes.profile
         return_to = state["return_to"]
-        queries = signed_assertions(count + WARMUP, shared, claimed, return_to)
+        signed = signed_assertions(count + WARMUP, shared, claimed, return_to)
+        delivered = as_delivered(signed, return_to, "GET")
         fresh = dict(state, started=time.time())
-        for query in queries[count:]:
-            rp.complete(query, return_to, session={SESSION_KEY: fresh})
+        for query, current_url in delivered[count:]:
+            rp.complete(query, current_url, session={SESSION_KEY: fresh})
         sessions = [{SESSION_KEY: fresh} for _ in range(count)]
         profiler = cProfile.Profile()
         profiler.enable()
-        for query, session in zip(queries[:count], sessions):
-            rp.complete(query, return_to, session=session)
+        for (query, current_url), session in zip(delivered[:count], sessions):
+            rp.complete(query, current_url, session=session)
         profiler.disable()
         path = ctx.args.out.parent / f"profile_complete_{label}.txt"
         out[label] = summarise(profiler, count, path)

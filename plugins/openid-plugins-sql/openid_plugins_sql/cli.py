@@ -7,16 +7,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy import exc
-
-from openid_plugins.contracts import SystemClock
 from openid_plugins.errors import OpenIDError, StoreError
 
-from . import engine as engines
-from .schema import SCHEMA_VERSION, check_version, read_version, tables, upgrade
-from .target import PREFIX_OPTION, Target, parse_target
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from .target import Target
+
+# SQLAlchemy, the schema and the engines are imported when a db command runs, not when
+# the parser is built: every ``openid-plugins`` call builds it, ``--help`` included.
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -38,11 +39,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _target(args: argparse.Namespace) -> Target:
+    from .target import PREFIX_OPTION, parse_target
+
     extra = {} if args.table_prefix is None else {PREFIX_OPTION: args.table_prefix}
     return parse_target(args.url, extra)
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    from openid_plugins.contracts import SystemClock
+
+    from .schema import tables, upgrade
+
     def work(target: Target, engine: sa.Engine) -> str:
         before, after = upgrade(engine, tables(target.prefix), SystemClock().now(), target.display)
         if before == after:
@@ -53,6 +60,8 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _version(args: argparse.Namespace) -> int:
+    from .schema import SCHEMA_VERSION, check_version, read_version, tables
+
     def work(target: Target, engine: sa.Engine) -> str:
         with engine.connect() as conn, conn.begin():
             found = read_version(conn, tables(target.prefix))
@@ -67,6 +76,10 @@ def _version(args: argparse.Namespace) -> int:
 
 def _with_engine(args: argparse.Namespace, work: Callable[[Target, sa.Engine], str]) -> int:
     """Run ``work`` and report on stdout; failures go to stderr with exit status 1."""
+    from sqlalchemy import exc
+
+    from . import engine as engines
+
     try:
         target = _target(args)
         engine = engines.acquire(target)
