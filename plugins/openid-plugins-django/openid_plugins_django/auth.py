@@ -152,7 +152,7 @@ def _session(request: HttpRequest) -> Any:
 
 
 def preAuthenticate(
-    uri: str,
+    uri: str | None,
     answer_url: str,
     sreg: tuple[Sequence[str], Sequence[str]] | SReg | None = DEFAULT_SREG,
     ax: tuple[Sequence[str], Sequence[str]] | AX | None = DEFAULT_AX,
@@ -168,9 +168,10 @@ def preAuthenticate(
     state goes into ``request.session``. ``reuse_session=False`` (seed 004) makes this
     sign-in stateless: no association handle is sent, and the OP confirms its answer by
     check_authentication (OpenID 2.0 section 11.4.2) - for OPs whose associations
-    misbehave. ``provider`` names a provider the core knows (e.g. ``"steam"``), passed to
-    ``RelyingParty.begin`` only when given. Raises ``IncorrectURIError`` for input that is
-    no identifier and ``IncorrectClaimError`` when discovery finds no OP.
+    misbehave. ``provider`` names a provider profile (``"steam"``, ``"ubuntu_one"``, or one a
+    plugin adds), passed to ``RelyingParty.begin``: with ``uri=None`` the sign-in starts
+    at the provider's OP, and its endpoints are pinned. Raises ``IncorrectURIError`` for
+    input that is no identifier and ``IncorrectClaimError`` when discovery finds no OP.
 
     The redirect is a 302: the browser follows it with a GET. Seed 004's 307 would make it
     re-POST the site's login form (with its CSRF token and whatever else it held) to the OP.
