@@ -250,14 +250,17 @@ class MemcachedStore(Store):
 
     def _epoch_key(self, name: str) -> bytes:
         """A marker key that the ring places on server ``name`` (probed once per server)."""
-        key = self._epoch_keys.get(name)
-        if key is None:
-            for i in range(100_000):
-                key = f"{self._prefix}:epoch:{i}".encode("ascii")
-                if self._ring is None or self._ring.get_node(key) == name:
-                    break
-            self._epoch_keys[name] = key
-        return key
+        found = self._epoch_keys.get(name)
+        if found is not None:
+            return found
+        # Rendezvous hashing gives each server about 1/n of all keys: a few probes suffice.
+        i = 0
+        while True:
+            key = f"{self._prefix}:epoch:{i}".encode("ascii")
+            if self._ring is None or self._ring.get_node(key) == name:
+                self._epoch_keys[name] = key
+                return key
+            i += 1
 
     def _client_for(self, key: bytes) -> Any:
         """The client of ``key``'s server, once the server's marker is known (``_epoch``)."""

@@ -56,7 +56,7 @@ INDEXES: dict[str, list[IndexModel]] = {
 def ensure_indexes(db: Database, prefix: str) -> list[str]:
     """Create every index that is missing (a no-op for existing identical ones); the
     qualified names of all of them."""
-    names = []
+    names: list[str] = []
     for collection, models in INDEXES.items():
         made = db[prefix + collection].create_indexes(models)
         names.extend(f"{prefix}{collection}.{name}" for name in made)
