@@ -38,7 +38,7 @@ class MongoStore(Store):
 
     def __init__(self, url: str, options: StoreOptions) -> None:
         super().__init__(options)
-        self._handle = Handle(url, options.extra, StoreError)
+        self._handle = Handle(url, options, StoreError)
         self.target = self._handle.target
 
     def __repr__(self) -> str:
