@@ -165,6 +165,8 @@ class MemcachedStore(Store):
         #: The restart guard's state: server name -> (marker time, monotonic time read).
         self._epochs: dict[str, tuple[float, float]] = {}
         self._epoch_keys: dict[str, bytes] = {}
+        #: Servers found without a marker by a store that may not write one (warned once).
+        self._unmarked: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -231,6 +233,8 @@ class MemcachedStore(Store):
         client = self._servers[name]
         with self._failing("read its restart marker"):
             raw = client.get(marker)
+            if raw is None and not self.options.create:
+                return self._no_marker(name)
             if raw is None:
                 client.add(marker, _dumps(self.clock.now()), expire=0, noreply=False)
                 raw = client.get(marker)  # ours, or the one a faster store just wrote
@@ -240,6 +244,24 @@ class MemcachedStore(Store):
             raise StoreError(f"memcached {name} holds a malformed restart marker") from exc
         self._epochs[name] = (epoch, time.monotonic())
         return epoch
+
+    def _no_marker(self, name: str) -> float:
+        """No marker, and ``StoreOptions.create`` false (``cleanup``, ``associate``): write
+        none. The marker is the one key kept without an expiry, so a maintenance command
+        with a mistyped prefix would leave it behind for good; and such a command records
+        no nonces, so it does not need one (the site's next store writes it). Its nonces,
+        if any were asked, would be refused (no marker: nothing known), and it is not
+        remembered, so the next operation looks again."""
+        if name not in self._unmarked:
+            self._unmarked.add(name)
+            log.warning(
+                "memcached %s has no restart marker for prefix %r: no site has used this"
+                " store since the server started (check the URL and prefix), or it lost its"
+                " data; a maintenance command does not write one",
+                name,
+                self._prefix,
+            )
+        return math.inf
 
     def _server(self, key: bytes) -> tuple[str, Any]:
         """The name and pooled client of the server that holds ``key``. Single-key
