@@ -165,6 +165,8 @@ class MemcachedStore(Store):
         #: The restart guard's state: server name -> (marker time, monotonic time read).
         self._epochs: dict[str, tuple[float, float]] = {}
         self._epoch_keys: dict[str, bytes] = {}
+        #: Servers found without a marker by a store that may not write one (warned once).
+        self._unmarked: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -231,6 +233,8 @@ class MemcachedStore(Store):
         client = self._servers[name]
         with self._failing("read its restart marker"):
             raw = client.get(marker)
+            if raw is None and not self.options.create:
+                return self._no_marker(name)
             if raw is None:
                 client.add(marker, _dumps(self.clock.now()), expire=0, noreply=False)
                 raw = client.get(marker)  # ours, or the one a faster store just wrote
@@ -241,6 +245,24 @@ class MemcachedStore(Store):
         self._epochs[name] = (epoch, time.monotonic())
         return epoch
 
+    def _no_marker(self, name: str) -> float:
+        """No marker, and ``StoreOptions.create`` false (``cleanup``, ``associate``): write
+        none. The marker is the one key kept without an expiry, so a maintenance command
+        with a mistyped prefix would leave it behind for good; and such a command records
+        no nonces, so it does not need one (the site's next store writes it). Its nonces,
+        if any were asked, would be refused (no marker: nothing known), and it is not
+        remembered, so the next operation looks again."""
+        if name not in self._unmarked:
+            self._unmarked.add(name)
+            log.warning(
+                "memcached %s has no restart marker for prefix %r: no site has used this"
+                " store since the server started (check the URL and prefix), or it lost its"
+                " data; a maintenance command does not write one",
+                name,
+                self._prefix,
+            )
+        return math.inf
+
     def _server(self, key: bytes) -> tuple[str, Any]:
         """The name and pooled client of the server that holds ``key``. Single-key
         operations go to that client directly: the ring is consulted once, not again by
@@ -250,14 +272,17 @@ class MemcachedStore(Store):
 
     def _epoch_key(self, name: str) -> bytes:
         """A marker key that the ring places on server ``name`` (probed once per server)."""
-        key = self._epoch_keys.get(name)
-        if key is None:
-            for i in range(100_000):
-                key = f"{self._prefix}:epoch:{i}".encode("ascii")
-                if self._ring is None or self._ring.get_node(key) == name:
-                    break
-            self._epoch_keys[name] = key
-        return key
+        found = self._epoch_keys.get(name)
+        if found is not None:
+            return found
+        # Rendezvous hashing gives each server about 1/n of all keys: a few probes suffice.
+        i = 0
+        while True:
+            key = f"{self._prefix}:epoch:{i}".encode("ascii")
+            if self._ring is None or self._ring.get_node(key) == name:
+                self._epoch_keys[name] = key
+                return key
+            i += 1
 
     def _client_for(self, key: bytes) -> Any:
         """The client of ``key``'s server, once the server's marker is known (``_epoch``)."""

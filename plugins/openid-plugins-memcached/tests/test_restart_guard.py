@@ -15,7 +15,8 @@ from conftest import MemcachedServer, new_prefix, start_server, url_for
 from openid_plugins_memcached import MemcachedStore
 from pymemcache.client.base import Client
 
-from openid_plugins.contracts import StoreOptions
+from openid_plugins.cli import main
+from openid_plugins.contracts import Association, StoreOptions
 from openid_plugins.errors import StoreError
 
 OP = "https://op.example/server"
@@ -107,3 +108,43 @@ def test_malformed_marker_is_a_store_error(memcached_servers) -> None:
         raw.close()
     with MemcachedStore(url, StoreOptions()) as store, pytest.raises(StoreError, match="marker"):
         store.use_nonce(OP, time.time(), "s")
+
+
+def marker_of(server: MemcachedServer, prefix: str) -> bytes | None:
+    raw = Client(("127.0.0.1", server.port))
+    try:
+        return raw.get(f"{prefix}:epoch:0".encode())
+    finally:
+        raw.close()
+
+
+def test_maintenance_store_writes_no_marker(
+    memcached_servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """StoreOptions.create false (cleanup, associate): the marker, the one key kept without
+    an expiry, is not written (a mistyped prefix would keep it forever), a warning says why
+    it is missing, associations work, and a nonce is refused (no marker: nothing known)."""
+    prefix = new_prefix()
+    url = url_for(memcached_servers[:1], prefix)
+    maintenance = StoreOptions(create=False)
+    assoc = Association("h", b"s" * 20, time.time(), 600, "HMAC-SHA1")
+    with MemcachedStore(url, maintenance) as store:
+        store.store_association(OP, assoc)
+        assert store.get_association(OP) == assoc
+        with pytest.raises(StoreError, match="sign in again"):
+            store.use_nonce(OP, time.time(), "s")
+    assert marker_of(memcached_servers[0], prefix) is None
+    warnings = [r.getMessage() for r in caplog.records if "no restart marker" in r.getMessage()]
+    assert len(warnings) == 1 and repr(prefix) in warnings[0]
+
+    with MemcachedStore(url, StoreOptions()) as site:
+        stamp = marked(site)  # the site's store writes it
+    assert marker_of(memcached_servers[0], prefix) is not None
+    with MemcachedStore(url, maintenance) as store:
+        assert store.use_nonce(OP, stamp, "after") is True
+
+
+def test_cleanup_command_touches_nothing(memcached_servers) -> None:
+    prefix = new_prefix()
+    assert main(["cleanup", "--quiet", "--store", url_for(memcached_servers[:1], prefix)]) == 0
+    assert marker_of(memcached_servers[0], prefix) is None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 
 from openid_plugins.errors import OpenIDError, StoreError
 
@@ -40,11 +39,11 @@ def _upgrade(args: argparse.Namespace) -> int:
 
     extra = {} if args.collection_prefix is None else {PREFIX_OPTION: args.collection_prefix}
     try:
-        # Indexes made here, once, with the result reported (not as a side effect).
-        target = replace(parse_target(args.url, extra), create_indexes=False)
+        target = parse_target(args.url, extra)
         client.acquire(target)
         try:
-            db = client.database(target, StoreError)
+            # Indexes made here, once, with the result reported (not as a side effect).
+            db = client.database(target, StoreError, prepare=False)
             with client.translated(target, StoreError, "creating indexes"):
                 names = ensure_indexes(db, target.prefix)
         finally:

@@ -14,10 +14,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import bson.errors
 import pymongo
@@ -25,10 +24,11 @@ from pymongo import ReadPreference, WriteConcern, errors
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from openid_plugins.contracts import StoreOptions
 from openid_plugins.errors import ConfigurationError, OpenIDError
 
-from .schema import ensure_indexes
-from .target import Target, parse_target
+from .schema import ensure_indexes, missing_indexes
+from .target import DEFAULT_PREFIX, Target, parse_target
 
 log = logging.getLogger("openid_plugins.mongodb.client")
 
@@ -77,8 +77,10 @@ def release(target: Target) -> None:
                 entry.client.close()
 
 
-def database(target: Target, error: type[OpenIDError]) -> Database:
-    """``target``'s database on the shared client, its indexes ensured once per process."""
+def database(target: Target, error: type[OpenIDError], *, prepare: bool = True) -> Database:
+    """``target``'s database on the shared client, its indexes ensured once per process:
+    created, or (``create_indexes`` false) checked, and their absence an ``error`` naming
+    the command that creates them. ``prepare`` false: neither (the upgrade command)."""
     with _lock:
         _forget_inherited()
         entry = _entries.get(target.client_key)
@@ -89,9 +91,22 @@ def database(target: Target, error: type[OpenIDError]) -> Database:
         key = (target.database, target.prefix)
         ready = key in entry.ready
     db = entry.client.get_database(target.database)
-    if not ready and target.create_indexes:
+    if ready or not prepare:
+        return db
+    if target.create_indexes:
         with translated(target, error, "creating indexes"):
             ensure_indexes(db, target.prefix)
+    else:
+        with translated(target, error, "checking indexes"):
+            missing = missing_indexes(db, target.prefix)
+        if missing:
+            option = f" --collection-prefix {target.prefix}"
+            prefix = "" if target.prefix == DEFAULT_PREFIX else option
+            raise error(
+                f"{target.display} lacks the indexes {', '.join(missing)} and does not create"
+                " them here (create_indexes is off, or a maintenance command such as cleanup"
+                f" or associate); run: openid-plugins mongodb upgrade {target.display}{prefix}"
+            )
     with _lock:
         entry.ready.add(key)
     return db
@@ -150,8 +165,8 @@ class Handle:
     """What a store or queue holds: its target, its share of the process's client, and its
     collections with the write concern and read preference every operation uses."""
 
-    def __init__(self, url: str, options_extra: Mapping[str, Any], error: type[OpenIDError]):
-        self.target = parse_target(url, options_extra)
+    def __init__(self, url: str, options: StoreOptions, error: type[OpenIDError]) -> None:
+        self.target = parse_target(url, options.extra, create=options.create)
         self.error = error
         self._collections: dict[str, Collection] = {}
         self._pid = os.getpid()

@@ -45,7 +45,7 @@ class MongoQueue(Queue):
 
     def __init__(self, url: str, options: StoreOptions) -> None:
         super().__init__(options)
-        self._handle = Handle(url, options.extra, QueueError)
+        self._handle = Handle(url, options, QueueError)
         self.target = self._handle.target
         #: None until the first wait() finds out whether the server has change streams.
         self._change_streams: bool | None = None

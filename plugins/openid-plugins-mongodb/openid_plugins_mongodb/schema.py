@@ -1,5 +1,6 @@
 """The collections and indexes of a MongoDB store and queue, created idempotently (by the
-first operation of each process, or by ``openid-plugins mongodb upgrade URL``).
+first operation of each process, or by ``openid-plugins mongodb upgrade URL``), or only
+checked when the process may not create them (``create_indexes`` off, maintenance commands).
 
 - ``<prefix>associations``: unique on (server_url, handle); (server_url, issued desc,
   expires) finds the newest valid association of an OP from the index alone.
@@ -56,8 +57,22 @@ INDEXES: dict[str, list[IndexModel]] = {
 def ensure_indexes(db: Database, prefix: str) -> list[str]:
     """Create every index that is missing (a no-op for existing identical ones); the
     qualified names of all of them."""
-    names = []
+    names: list[str] = []
     for collection, models in INDEXES.items():
         made = db[prefix + collection].create_indexes(models)
         names.extend(f"{prefix}{collection}.{name}" for name in made)
     return names
+
+
+def missing_indexes(db: Database, prefix: str) -> list[str]:
+    """The qualified names of the indexes that do not exist (every one of a collection that
+    does not exist). Reads only: ``listIndexes`` creates nothing."""
+    missing: list[str] = []
+    for collection, models in INDEXES.items():
+        found = {info["name"] for info in db[prefix + collection].list_indexes()}
+        missing.extend(
+            f"{prefix}{collection}.{model.document['name']}"
+            for model in models
+            if model.document["name"] not in found
+        )
+    return missing

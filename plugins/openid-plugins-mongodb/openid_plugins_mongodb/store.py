@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from bson import Binary
@@ -37,7 +38,7 @@ class MongoStore(Store):
 
     def __init__(self, url: str, options: StoreOptions) -> None:
         super().__init__(options)
-        self._handle = Handle(url, options.extra, StoreError)
+        self._handle = Handle(url, options, StoreError)
         self.target = self._handle.target
 
     def __repr__(self) -> str:
@@ -185,9 +186,8 @@ class MongoStore(Store):
             (NONCES, {"$lt": now}),
             (CACHE, {"$lte": now}),
         ):
-            result = self._run(
-                "cleaning up", name, lambda c, e=expired: c.delete_many({"expires": e})
-            )
+            delete = partial(Collection.delete_many, filter={"expires": expired})
+            result = self._run("cleaning up", name, delete)
             removed += result.deleted_count
         return removed
 

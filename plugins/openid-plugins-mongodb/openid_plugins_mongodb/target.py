@@ -63,9 +63,15 @@ def _query_names(query: str) -> list[str]:
     return [part.split("=", 1)[0] for part in re.split("[&;]", query) if part]
 
 
-def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
+def parse_target(
+    url: str, extra: Mapping[str, Any] | None = None, *, create: bool = True
+) -> Target:
     """The connection string, database and prefix for ``url``; ``ConfigurationError`` if
-    unusable."""
+    unusable.
+
+    ``create`` false (``StoreOptions.create``: ``cleanup``, ``associate``) overrides
+    ``create_indexes``: no index and no collection is created, missing ones are an error.
+    """
     extra = extra or {}
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("mongodb", "mongodb+srv") or not parts.netloc:
@@ -100,14 +106,14 @@ def parse_target(url: str, extra: Mapping[str, Any] | None = None) -> Target:
             f"{PREFIX_OPTION}={prefix!r} is invalid: use up to 32 letters, digits and "
             "underscores, starting with a letter (or an empty prefix)"
         )
-    create = _one_place(CREATE_INDEXES_OPTION, own, extra, True)
-    if isinstance(create, str):
-        create = create.strip().lower() not in ("0", "false", "no", "off")
+    create_indexes = _one_place(CREATE_INDEXES_OPTION, own, extra, True)
+    if isinstance(create_indexes, str):
+        create_indexes = create_indexes.strip().lower() not in ("0", "false", "no", "off")
     return Target(
         uri=uri,
         database=database,
         prefix=prefix,
-        create_indexes=bool(create),
+        create_indexes=bool(create_indexes) and create,
         display=_mask(uri),
     )
 

@@ -52,21 +52,54 @@ def test_first_use_creates_the_indexes(db_url: str, options: StoreOptions) -> No
         assert found[name]["ttl"]["expireAfterSeconds"] == TTL_GRACE
 
 
-def test_create_indexes_false_leaves_them_to_the_command(
+def collections(db_url: str) -> list[str]:
+    client = pymongo.MongoClient(db_url)
+    try:
+        return client.get_default_database().list_collection_names()
+    finally:
+        client.close()
+
+
+def test_create_indexes_false_refuses_until_the_command_made_them(
     db_url: str, options: StoreOptions, capsys: pytest.CaptureFixture[str]
 ) -> None:
     extra = StoreOptions(clock=options.clock, extra={"create_indexes": "false"})
-    with MongoStore(db_url, extra) as store:
+    refused = pytest.raises(StoreError, match=f"run: openid-plugins mongodb upgrade {db_url}$")
+    with MongoStore(db_url, extra) as store, refused:
         store.cache_set("ns", "k", 1, 60)
-    assert set(indexes(db_url, "openid_")["cache"]) == {"_id_"}
+    assert collections(db_url) == []  # nothing created, not even by the insert
 
     assert main(["mongodb", "upgrade", db_url]) == 0
     assert main(["mongodb", "upgrade", db_url]) == 0  # idempotent
     out = capsys.readouterr().out
     assert "7 indexes in place" in out and "openid_nonces.ttl" in out
     assert {n: set(i) for n, i in indexes(db_url, "openid_").items()} == EXPECTED
+    with MongoStore(db_url, extra) as store:
+        store.cache_set("ns", "k", 1, 60)
+        assert store.cache_get("ns", "k") == 1
     assert main(["mongodb", "upgrade", db_url, "--collection-prefix", "b_"]) == 0
     assert set(indexes(db_url, "b_")) == set(EXPECTED)
+
+
+@pytest.mark.parametrize(
+    "command", [["cleanup"], ["associate", "--once", "--quiet", "--queue", "URL"]]
+)
+def test_maintenance_commands_create_nothing_and_say_how_to(
+    command: list[str], db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """StoreOptions.create is false for cleanup and associate: a mistyped database or
+    prefix is an error naming the command that creates the indexes, not a new empty store."""
+    url = f"{db_url}?collection_prefix=typo_"
+    argv = [url if arg == "URL" else arg for arg in command]
+    assert main([*argv, "--store", url]) == 1
+    err = capsys.readouterr().err
+    assert "lacks the indexes typo_associations.server_url_handle" in err
+    assert f"run: openid-plugins mongodb upgrade {db_url} --collection-prefix typo_" in err
+    assert collections(db_url) == []
+
+    assert main(["mongodb", "upgrade", url]) == 0
+    assert main([*argv, "--store", url]) == 0
+    assert set(collections(db_url)) == {f"typo_{name}" for name in EXPECTED}
 
 
 def test_upgrade_command_reports_a_dead_server() -> None:

@@ -123,3 +123,8 @@ def test_plugins_command_lists_the_distribution_and_its_schemes(
     assert "openid-plugins-mongodb" in out
     schemes = [line for line in out.splitlines() if line.startswith(("Store", "Queue"))]
     assert len(schemes) == 2 and all("mongodb" in line for line in schemes)
+
+
+def test_maintenance_never_creates_indexes_whatever_the_option_says() -> None:
+    """StoreOptions.create false (cleanup, associate) overrides create_indexes=true."""
+    assert parse_target("mongodb://h/db?create_indexes=true", create=False).create_indexes is False
