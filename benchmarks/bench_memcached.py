@@ -6,8 +6,9 @@ rates measured in the same run, so the store's overhead over memcached itself is
 
 Without ``--servers`` it starts two memcached servers of its own on free loopback ports
 (Debian's ``memcached``; ``bash scripts/start-memcached`` installs it) and stops them at the
-end. Writes benchmarks/results/memcached.json. Standalone: it imports only the core,
-pymemcache, requests and python3-openid (for the OP that signs the assertions).
+end. Writes benchmarks/results/memcached.json. It imports the core, pymemcache, requests,
+python3-openid (for the OP that signs the assertions) and the turn-taking measurement every
+store benchmark shares (``openid_bench.rounds``).
 
 Measurements, single client, for one server (PooledClient) and for two (HashClient). They
 take turns: each gets ``ops / rounds`` calls per round, in alternating order, so load from
@@ -39,7 +40,6 @@ import platform
 import secrets
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+from openid_bench.rounds import Contender, slowdown, take_turns
 from openid_plugins_memcached import MemcachedStore
 from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
@@ -114,49 +115,6 @@ def raw_client(addresses: list[str]) -> PooledClient | HashClient:
 # -- measuring -------------------------------------------------------------------------------
 
 
-class Measure:
-    """One named operation: ``call(i)`` with a fresh ``i`` each time."""
-
-    def __init__(self, name: str, call: Callable[[int], Any]) -> None:
-        self.name, self.call = name, call
-        self.rates: list[float] = []
-        self.calls, self.seconds, self.next = 0, 0.0, 0
-
-    def round(self, count: int) -> None:
-        start = self.next
-        self.next += count
-        began = time.perf_counter()
-        for i in range(start, start + count):
-            self.call(i)
-        spent = time.perf_counter() - began
-        self.rates.append(count / spent)
-        self.calls += count
-        self.seconds += spent
-
-    def report(self) -> dict[str, float]:
-        return {
-            "ops_per_s": round(self.calls / self.seconds),
-            "median_round_ops_per_s": round(statistics.median(self.rates)),
-        }
-
-
-def take_turns(measures: list[Measure], ops: int, rounds: int) -> None:
-    for measure in measures:  # warm-up: connections, imports, caches
-        measure.round(50)
-        measure.rates.clear()
-        measure.calls, measure.seconds = 0, 0.0
-    per_round = max(1, ops // rounds)
-    for r in range(rounds):
-        order = measures if r % 2 == 0 else list(reversed(measures))
-        for measure in order:
-            measure.round(per_round)
-
-
-def ratio(slow: Measure, fast: Measure) -> float:
-    """How many times slower ``slow`` is than ``fast`` (median of per-round ratios)."""
-    return round(statistics.median(f / s for s, f in zip(slow.rates, fast.rates)), 3)
-
-
 # -- the runs --------------------------------------------------------------------------------
 
 
@@ -177,14 +135,14 @@ def bench_store(addresses: list[str], ops: int, rounds: int) -> dict[str, Any]:
     store.store_association(OP_URL, association)
     raw.set(key("a", -1), association.to_json().encode(), expire=3600)
 
-    measures = [
-        Measure("raw_add", lambda i: raw.add(key("n", i), b"1", expire=600, noreply=False)),
-        Measure("nonce_use", lambda i: store.use_nonce(OP_URL, now, f"{run}-{i}")),
-        Measure(
+    contenders = [
+        Contender("raw_add", lambda i: raw.add(key("n", i), b"1", expire=600, noreply=False)),
+        Contender("nonce_use", lambda i: store.use_nonce(OP_URL, now, f"{run}-{i}")),
+        Contender(
             "raw_get_add",
             lambda i: (raw.get(key("a", -1)), raw.add(key("m", i), b"1", expire=600)),
         ),
-        Measure(
+        Contender(
             "complete_store_part",
             lambda i: (
                 store.get_association(OP_URL, "bench-handle"),
@@ -196,22 +154,22 @@ def bench_store(addresses: list[str], ops: int, rounds: int) -> dict[str, Any]:
     if single is not None:
         # HashClient's own routing (murmur3 in pure Python) is slower than the round trip;
         # the fastest raw add is one pooled client on one server.
-        measures.append(
-            Measure(
+        contenders.append(
+            Contender(
                 "raw_add_one_server_pooled",
                 lambda i: single.add(key("p", i), b"1", expire=600, noreply=False),
             )
         )
-    take_turns(measures, ops, rounds)
-    by_name = {m.name: m for m in measures}
-    report: dict[str, Any] = {m.name: m.report() for m in measures}
-    report["nonce_use_vs_raw_add"] = ratio(by_name["nonce_use"], by_name["raw_add"])
+    take_turns(contenders, ops, rounds)
+    by_name = {c.name: c for c in contenders}
+    report: dict[str, Any] = {c.name: c.report() for c in contenders}
+    report["nonce_use_vs_raw_add"] = slowdown(by_name["nonce_use"], by_name["raw_add"])
     if single is not None:
-        report["nonce_use_vs_raw_add_one_server_pooled"] = ratio(
+        report["nonce_use_vs_raw_add_one_server_pooled"] = slowdown(
             by_name["nonce_use"], by_name["raw_add_one_server_pooled"]
         )
         single.close()
-    report["complete_store_part_vs_raw_get_add"] = ratio(
+    report["complete_store_part_vs_raw_get_add"] = slowdown(
         by_name["complete_store_part"], by_name["raw_get_add"]
     )
     store.close()
@@ -264,18 +222,18 @@ def bench_complete(addresses: list[str], ops: int, rounds: int) -> dict[str, Any
             key = hashlib.sha256(f"{run}{i}".encode()).hexdigest()
             raw.add(f"rawc:{key}".encode(), b"1", expire=600, noreply=False)
 
-        measures = [
-            Measure("raw_add", raw_add),
-            Measure("complete", completer(rp)),
-            Measure("complete_memory_store", completer(in_memory)),
+        contenders = [
+            Contender("raw_add", raw_add),
+            Contender("complete", completer(rp)),
+            Contender("complete_memory_store", completer(in_memory)),
         ]
-        take_turns(measures, ops, rounds)
+        take_turns(contenders, ops, rounds)
         raw.close()
         in_memory.close()
         return {
-            **{m.name: m.report() for m in measures},
-            "complete_vs_raw_add": ratio(measures[1], measures[0]),
-            "complete_vs_complete_memory_store": ratio(measures[1], measures[2]),
+            **{c.name: c.report() for c in contenders},
+            "complete_vs_raw_add": slowdown(contenders[1], contenders[0]),
+            "complete_vs_complete_memory_store": slowdown(contenders[1], contenders[2]),
         }
     finally:
         http.close()

@@ -5,8 +5,8 @@ run, so the store's overhead over the database and driver is visible.
         [--rounds 5] [--out PATH]
 
 Without ``--url`` it starts a SecantusDB server (``secantusd-py``, from the plugin's test
-extra) on a free loopback port, in memory, and stops it at the end. Standalone script: it
-imports nothing from the rest of benchmarks/.
+extra) on a free loopback port, in memory, and stops it at the end. The turn-taking
+measurement is the one every store benchmark shares (``openid_bench.rounds``).
 
 Contenders take turns, ``ops / rounds`` calls each per round in alternating order, so load
 from other processes falls on all alike; ratios are medians of per-round ratios.
@@ -31,12 +31,11 @@ import platform
 import secrets
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 
 import pymongo
 from bson import Binary
+from openid_bench.rounds import Contender, slowdown, take_turns
 from pymongo import monitoring
 
 from openid_plugins import RelyingParty
@@ -77,49 +77,6 @@ class CommandCounter(monitoring.CommandListener):
 
 COMMANDS = CommandCounter()
 monitoring.register(COMMANDS)
-
-
-class Contender:
-    """One measured operation: ``call(i)`` timed per round, after an untimed
-    ``prepare(count)``."""
-
-    def __init__(
-        self,
-        name: str,
-        call: Callable[[int], Any],
-        prepare: Callable[[int], None] | None = None,
-    ) -> None:
-        self.name, self.call, self.prepare = name, call, prepare
-        self.done = 0
-        self.rounds: list[tuple[int, float]] = []
-
-    def run(self, count: int) -> None:
-        call, start = self.call, self.done
-        if self.prepare is not None:
-            self.prepare(count)
-        began = time.perf_counter()
-        for i in range(start, start + count):
-            call(i)
-        self.rounds.append((count, time.perf_counter() - began))
-        self.done += count
-
-    def rates(self) -> list[float]:
-        return [count / seconds for count, seconds in self.rounds]
-
-    def report(self) -> dict[str, float]:
-        calls = sum(count for count, _ in self.rounds)
-        seconds = sum(s for _, s in self.rounds)
-        return {
-            "ops": calls,
-            "seconds": round(seconds, 3),
-            "per_second": round(calls / seconds, 1),
-            "median_round_per_second": round(statistics.median(self.rates()), 1),
-        }
-
-
-def slowdown(mine: Contender, raw: Contender) -> float:
-    """Median over the rounds of raw's rate divided by mine (1.5 = mine takes 1.5x as long)."""
-    return round(statistics.median(r / m for m, r in zip(mine.rates(), raw.rates())), 3)
 
 
 @contextmanager
@@ -252,11 +209,7 @@ def bench(base: str, ops: int, rounds: int) -> dict[str, Any]:
         ]
         for contender in contenders:  # connections, indexes, code paths
             contender.call(10_000_000 + contender.done)
-        per_round = max(1, ops // rounds)
-        for number in range(rounds):
-            order = contenders if number % 2 == 0 else contenders[::-1]
-            for contender in order:
-                contender.run(per_round)
+        take_turns(contenders, ops, rounds, warmup=0)
         by_name = {c.name: c for c in contenders}
         hello = raw_client.admin.command("hello")
         return {

@@ -37,12 +37,10 @@ import json
 import os
 import platform
 import sqlite3
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -63,6 +61,7 @@ from .fixtures import (
     server_version,
     with_prefix,
 )
+from .rounds import Contender, ratio, take_turns
 
 OP = "https://op.example/openid/server"
 
@@ -73,49 +72,6 @@ def raw_connection(dialect: str, url: str) -> tuple[Any, str]:
     if dialect == "sqlite":
         return connect_sqlite(parse_target(url).url.database, wal=True), "?"
     return connect_server(dialect, url), "%s"
-
-
-class Contender:
-    """One measured operation: ``call(i)`` timed per round."""
-
-    def __init__(self, name: str, call: Callable[[int], Any]) -> None:
-        self.name, self.call = name, call
-        self.done = 0
-        self.rounds: list[tuple[int, float]] = []  # (calls, seconds)
-
-    def run(self, count: int) -> None:
-        call, start = self.call, self.done
-        began = time.perf_counter()
-        for i in range(start, start + count):
-            call(i)
-        self.rounds.append((count, time.perf_counter() - began))
-        self.done += count
-
-    def rates(self) -> list[float]:
-        return [count / seconds for count, seconds in self.rounds]
-
-    def report(self) -> dict[str, float]:
-        calls = sum(count for count, _ in self.rounds)
-        seconds = sum(s for _, s in self.rounds)
-        return {
-            "ops": calls,
-            "seconds": round(seconds, 4),
-            "per_second": round(calls / seconds, 1),
-            "median_round_per_second": round(statistics.median(self.rates()), 1),
-        }
-
-
-def ratio(mine: Contender, raw: Contender) -> float:
-    """Median over the rounds of ``mine``'s rate divided by ``raw``'s in the same round."""
-    return round(statistics.median(m / r for m, r in zip(mine.rates(), raw.rates())), 3)
-
-
-def take_turns(contenders: list[Contender], ops: int, rounds: int) -> None:
-    per_round = max(1, ops // rounds)
-    for number in range(rounds):
-        order = contenders if number % 2 == 0 else contenders[::-1]
-        for contender in order:
-            contender.run(per_round)
 
 
 def bench(dialect: str, url: str, ops: int, rounds: int) -> dict[str, Any]:
@@ -172,10 +128,7 @@ def bench(dialect: str, url: str, ops: int, rounds: int) -> dict[str, Any]:
             Contender("complete_store_part", complete_store_part),
             Contender("association_lookup", association_lookup),
         ]
-        for contender in contenders:  # connections, statement caches, prepared statements
-            contender.run(min(50, ops))
-            contender.rounds.clear()
-        take_turns(contenders, ops, rounds)
+        take_turns(contenders, ops, rounds)  # its warm-up fills statement caches
         results: dict[str, Any] = {c.name: c.report() for c in contenders}
         by_name = {c.name: c for c in contenders}
         for contender in contenders[1:]:
