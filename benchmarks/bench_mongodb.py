@@ -43,20 +43,17 @@ from typing import Any
 
 import pymongo
 from bson import Binary
+from openid_bench.fixtures import sign_assertions
 from openid_bench.rounds import Contender, slowdown, take_turns
 from pymongo import monitoring
 
 from openid_plugins import RelyingParty
-from openid_plugins.protocol.association import sign
-from openid_plugins.protocol.message import OPENID2_NS
-from openid_plugins.protocol.nonce import make_nonce
 from openid_plugins.testing.provider import DevelopmentProvider
 
 RESULTS = Path(__file__).parent / "results" / "mongodb.json"
 RETURN_TO = "https://rp.example/finish"
 REALM = "https://rp.example/"
 OP = "https://op.example/openid/server"
-SIGNED = "op_endpoint,claimed_id,identity,return_to,response_nonce,assoc_handle"
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -102,31 +99,6 @@ def secantus_server() -> Iterator[str]:
         proc.wait(30)
 
 
-def signed_queries(
-    count: int, association: Any, op_endpoint: str, claimed: str, return_to: str
-) -> list[dict[str, str]]:
-    """``count`` positive assertions, each with its own response nonce, signed with
-    ``association`` as an OP would (section 6), as the query a browser brings back."""
-    keys = SIGNED.split(",")
-    now = time.time()
-    queries = []
-    for i in range(count):
-        fields = {
-            "ns": OPENID2_NS,
-            "mode": "id_res",
-            "op_endpoint": op_endpoint,
-            "claimed_id": claimed,
-            "identity": claimed,
-            "return_to": return_to,
-            "response_nonce": make_nonce(now, f"b{i}-{secrets.token_hex(4)}"),
-            "assoc_handle": association.handle,
-            "signed": SIGNED,
-        }
-        fields["sig"] = sign(association, fields, keys)
-        queries.append({f"openid.{key}": value for key, value in fields.items()})
-    return queries
-
-
 def bench(base: str, ops: int, rounds: int) -> dict[str, Any]:
     database = f"bench{secrets.token_hex(3)}"
     url = f"{base}/{database}"
@@ -153,7 +125,7 @@ def bench(base: str, ops: int, rounds: int) -> dict[str, Any]:
 
         def sign_ahead(count: int) -> None:
             """Assertions for the next round, signed now (untimed; their nonces fresh)."""
-            signed[:] = signed_queries(
+            signed[:] = sign_assertions(
                 count, auth.association, provider.endpoint, claimed, return_to
             )
             signed.reverse()

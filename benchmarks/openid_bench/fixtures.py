@@ -381,9 +381,20 @@ SIGNED = "op_endpoint,claimed_id,identity,return_to,response_nonce,assoc_handle"
 def signed_assertions(
     count: int, shared: SharedAssociation, claimed_id: str, return_to: str = RETURN_TO
 ) -> list[dict[str, str]]:
+    """``count`` positive OpenID 2.0 assertions signed with the shared association."""
+    return sign_assertions(count, shared.ours(), shared.server_url, claimed_id, return_to)
+
+
+def sign_assertions(
+    count: int,
+    association: Association,
+    op_endpoint: str,
+    claimed_id: str,
+    return_to: str = RETURN_TO,
+) -> list[dict[str, str]]:
     """``count`` positive OpenID 2.0 assertions (10.1), each with its own response nonce,
-    signed with the shared association (section 6), as the query a browser would bring."""
-    association = shared.ours()
+    signed with ``association`` as an OP would (section 6), as the query a browser would
+    bring."""
     keys = SIGNED.split(",")
     now = time.time()
     queries = []
@@ -391,12 +402,12 @@ def signed_assertions(
         fields = {
             "ns": OPENID2_NS,
             "mode": "id_res",
-            "op_endpoint": shared.server_url,
+            "op_endpoint": op_endpoint,
             "claimed_id": claimed_id,
             "identity": claimed_id,
             "return_to": return_to,
             "response_nonce": make_nonce(now, f"b{i}-{secrets.token_hex(4)}"),
-            "assoc_handle": shared.handle,
+            "assoc_handle": association.handle,
             "signed": SIGNED,
         }
         fields["sig"] = sign(association, fields, keys)
